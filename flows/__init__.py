@@ -1,0 +1,1 @@
+"""Thin Prefect flows and the `mmr-pipeline` command line over `pipeline/` and `stores/`."""

@@ -1,0 +1,1 @@
+"""mmr-pipeline library: data, encoders, diffusion, training and metrics. No orchestration here."""

@@ -1,0 +1,51 @@
+"""The whole pipeline's configuration, validated at the edge, and its named presets.
+
+Named presets are JSON files in the repository's `configs/` folder (`demo`, `demo-small`...),
+the way open_clip names its model configs; `--config` takes a preset name or a file path.
+A preset holds only what differs from the defaults.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from pipeline.data.demo import DemoConfig
+from pipeline.encoders.warmup import WarmupConfig
+from pipeline.errors import ConfigError
+from pipeline.extraction import ExtractionSettings
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class PipelineConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    demo: DemoConfig = DemoConfig()
+    warmup: WarmupConfig = WarmupConfig()
+    extraction: ExtractionSettings = ExtractionSettings()
+
+
+def preset_names() -> list[str]:
+    return sorted(path.stem for path in CONFIG_DIR.glob("*.json"))
+
+
+def load_config(name_or_path: str | None) -> PipelineConfig:
+    """A preset by name, a JSON file by path, or the defaults for None."""
+    if name_or_path is None:
+        return PipelineConfig()
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = CONFIG_DIR / f"{name_or_path}.json"
+    if not path.is_file():
+        raise ConfigError(
+            f"no config {name_or_path!r}: pass a JSON file path or one of {', '.join(preset_names())}"
+        )
+    try:
+        return PipelineConfig.model_validate(json.loads(path.read_text()))
+    except (json.JSONDecodeError, ValidationError) as error:
+        first = str(error).splitlines()
+        detail = " ".join(first[:3]) if first else type(error).__name__
+        raise ConfigError(f"config {path} is invalid: {detail}: fix the file") from None

@@ -1,0 +1,1 @@
+"""Dataset adapters and the built-in demo corpus."""

@@ -1,0 +1,142 @@
+"""The demo VLM: a tiny open_clip model warmed up contrastively on the demo corpus, then frozen.
+
+No pretrained weights can be downloaded where the demo runs, so the pipeline makes its own
+CLIP: open_clip's model and its own `ClipLoss`, trained on `demo-corpus` image-caption pairs.
+The result has CLIP's properties that restoration relies on (aligned modalities, a modality
+gap). It is cached in the store under an id of its config and the code version, so it is
+trained once per store.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import open_clip
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from pipeline.data.demo import DemoAdapter, DemoConfig
+from pipeline.data.loading import EncoderInputs, RawRow
+from pipeline.encoders.frozen import EncoderConfig, FrozenEncoder, build_encoder, state_digest, tiny_model
+from pipeline.hashing import content_id
+from pipeline.version import code_version
+from stores.checkpoints import checkpoint_exists, load_checkpoint, save_checkpoint
+from stores.fs import join
+
+log = logging.getLogger(__name__)
+
+
+class WarmupConfig(BaseModel):
+    """How the demo encoder is trained. Part of its id: change any field and it retrains."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str = "mmr-tiny"
+    steps: int = Field(400, ge=1)
+    batch_size: int = Field(128, ge=2)
+    lr: float = 2e-3
+    weight_decay: float = 0.1
+    warmup_steps: int = 40
+    seed: int = 0
+
+
+def warmup_dir(store_url: str, config: WarmupConfig, demo: DemoConfig) -> str:
+    corpus = demo.model_dump(include={"seed", "image_size", "corpus_size"})  # what the warm-up reads
+    return join(store_url, "encoders", f"{config.model}.demo.{content_id(config, corpus, code_version())}")
+
+
+def _lr_factor(step: int, config: WarmupConfig) -> float:
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def train_demo_encoder(
+    config: WarmupConfig, demo: DemoConfig, workers: int = 2, progress: bool = True
+) -> torch.nn.Module:
+    """Contrastive training of a fresh tiny model on the demo corpus (CPU-sized)."""
+    torch.manual_seed(config.seed)
+    model, preprocess = tiny_model(config.model)
+    tokenizer = open_clip.get_tokenizer(config.model)
+    corpus = DemoAdapter("demo-corpus", demo)
+    rows = [RawRow(row, sample.text, sample.image) for row, sample in enumerate(corpus.samples())]
+    inputs = EncoderInputs(rows, preprocess, tokenizer, demo.image_size)
+    # Decode the corpus once (in parallel workers); every epoch then reuses the tensors.
+    loader = DataLoader(inputs, batch_size=512, num_workers=workers)
+    batches = list(tqdm(loader, desc="render demo corpus", unit="batch", disable=not progress))
+    pixels = torch.cat([batch["pixels"] for batch in batches])
+    tokens = torch.cat([batch["tokens"] for batch in batches])
+    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, config))
+    loss_fn = open_clip.ClipLoss()
+    model.train()
+    bar = tqdm(total=config.steps, desc="warm-up demo encoder", unit="step", disable=not progress)
+    per_epoch = len(rows) // config.batch_size
+    for step in range(config.steps):
+        if step % per_epoch == 0:
+            order = torch.randperm(len(rows), generator=generator)
+        picked = order[(step % per_epoch) * config.batch_size : (step % per_epoch + 1) * config.batch_size]
+        image_features, text_features, logit_scale = model(pixels[picked], tokens[picked])[:3]
+        loss = loss_fn(image_features, text_features, logit_scale)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        with torch.no_grad():  # CLIP's clamp: keep the temperature in a sane range
+            model.logit_scale.clamp_(0, math.log(100))
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+        if (step + 1) % 50 == 0:
+            log.info("warm-up step %d loss %.4f", step + 1, loss.item())
+    bar.close()
+    return model.eval()
+
+
+def load_demo_encoder(
+    store_url: str,
+    config: WarmupConfig,
+    demo: DemoConfig,
+    device: str | torch.device = "cpu",
+    workers: int = 2,
+    progress: bool = True,
+) -> FrozenEncoder:
+    """The warmed-up demo encoder from the store, training and caching it on first use."""
+    directory = warmup_dir(store_url, config, demo)
+    model, preprocess = tiny_model(config.model, device=device)
+    if checkpoint_exists(directory):
+        tensors, _ = load_checkpoint(directory)
+        model.load_state_dict(tensors)
+    else:
+        trained = train_demo_encoder(config, demo, workers=workers, progress=progress)
+        save_checkpoint(
+            directory,
+            trained.state_dict(),
+            {"warmup": config.model_dump(mode="json"), "demo": demo.model_dump(), "code_version": code_version()},
+        )
+        model.load_state_dict(trained.state_dict())
+    encoder_config = EncoderConfig(model=config.model, pretrained="demo")
+    return FrozenEncoder(encoder_config, model, preprocess, state_digest(model))
+
+
+def load_encoder(
+    config: EncoderConfig,
+    store_url: str,
+    warmup: WarmupConfig | None = None,
+    demo: DemoConfig | None = None,
+    device: str | torch.device = "cpu",
+    workers: int = 2,
+    progress: bool = True,
+) -> FrozenEncoder:
+    """Any encoder the CLI can name: the demo one from the store, others from open_clip."""
+    if config.pretrained == "demo":
+        warmup = (warmup or WarmupConfig()).model_copy(update={"model": config.model})
+        return load_demo_encoder(
+            store_url, warmup, demo or DemoConfig(), device=device, workers=workers, progress=progress
+        )
+    return build_encoder(config, device=device)

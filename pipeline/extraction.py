@@ -1,0 +1,230 @@
+"""Feature extraction: raw samples -> frozen encoder -> sharded feature store, resumable.
+
+The work is cut into shards aligned with the store's Zarr chunks. Each shard is encoded in
+batches that never cross a shard boundary (so a shard's features do not depend on which
+other shards run with it) and committed on its own; a rerun encodes only uncommitted shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from pipeline.data.adapter import DatasetAdapter
+from pipeline.data.loading import EncoderInputs, RawRow
+from pipeline.data.sample import clean_text
+from pipeline.encoders.frozen import FrozenEncoder
+from pipeline.version import code_version
+from stores.feature_store import FeatureStore, ShardFeatures
+
+log = logging.getLogger(__name__)
+
+
+class ExtractionSettings(BaseModel):
+    """How extraction runs. `chunk_rows` fixes the store layout; the others only its speed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    chunk_rows: int = Field(1024, ge=1)
+    batch_size: int = Field(256, ge=1)
+    workers: int = Field(2, ge=0)
+
+
+@dataclass
+class ExtractionResult:
+    dataset: str
+    encoder_id: str
+    url: str
+    n_rows: int
+    shards_total: int
+    shards_skipped: int
+    shards_written: int
+    seconds: float
+    absent: Counter = field(default_factory=Counter)  # (modality, kind) -> count, whole store
+
+    @property
+    def samples_per_second(self) -> float:
+        written_rows = self.n_rows * self.shards_written / max(1, self.shards_total)
+        return written_rows / self.seconds if self.seconds > 0 else 0.0
+
+
+def list_samples(adapter: DatasetAdapter) -> tuple[pa.Table, list[RawRow]]:
+    """The samples table of the store and the raw rows to encode, in adapter order."""
+    columns: dict[str, list] = {name: [] for name in ("row", "sample_id", "split", "label", "text")}
+    columns.update(image_ref=[], source=[])
+    rows: list[RawRow] = []
+    for row, sample in enumerate(adapter.samples()):
+        text = clean_text(sample.text)
+        columns["row"].append(row)
+        columns["sample_id"].append(sample.sample_id)
+        columns["split"].append(sample.split)
+        columns["label"].append(list(sample.label))
+        columns["text"].append(text)
+        columns["image_ref"].append(None if sample.image is None else sample.image.describe())
+        columns["source"].append(sample.source)
+        rows.append(RawRow(row, text, sample.image))
+    return pa.table(columns), rows
+
+
+def dataset_fingerprint(samples: pa.Table) -> str:
+    """sha256 of the listing (ids, splits, labels, texts, image references), not of pixels."""
+    digest = hashlib.sha256()
+    for batch in samples.select(["sample_id", "split", "label", "text", "image_ref"]).to_batches(65_536):
+        for record in zip(*(column.to_pylist() for column in batch.columns), strict=True):
+            digest.update(repr(record).encode())
+    return digest.hexdigest()
+
+
+def build_manifest(
+    adapter: DatasetAdapter, encoder: FrozenEncoder, samples: pa.Table, chunk_rows: int
+) -> dict[str, object]:
+    return {
+        "format": 1,
+        "dataset": adapter.info.name,
+        "dataset_info": adapter.info.model_dump(mode="json"),
+        "dataset_options": adapter.options(),
+        "dataset_fingerprint": dataset_fingerprint(samples),
+        "encoder": {
+            "id": encoder.encoder_id,
+            "model": encoder.config.model,
+            "pretrained": encoder.config.pretrained,
+            "digest": encoder.digest,
+        },
+        "preprocessing": encoder.preprocessing(),
+        "embed_dim": encoder.embed_dim,
+        "n_rows": samples.num_rows,
+        "chunk_rows": chunk_rows,
+        "code_version": code_version(),
+    }
+
+
+def shard_batches(shards: Sequence[int], chunk_rows: int, n_rows: int, batch_size: int) -> list[list[int]]:
+    """Row batches of the given shards; no batch crosses a shard boundary."""
+    batches = []
+    for shard in shards:
+        start, stop = shard * chunk_rows, min((shard + 1) * chunk_rows, n_rows)
+        batches.extend(list(range(b, min(b + batch_size, stop))) for b in range(start, stop, batch_size))
+    return batches
+
+
+def _image_size(encoder: FrozenEncoder) -> int:
+    size = encoder.model.visual.image_size
+    return int(size[0] if isinstance(size, tuple | list) else size)
+
+
+def encode_shards(
+    store: FeatureStore,
+    encoder: FrozenEncoder,
+    rows: Sequence[RawRow],
+    shards: Sequence[int],
+    settings: ExtractionSettings,
+    progress: bool = True,
+) -> None:
+    """Encode and commit `shards` of a created store; decoding runs in loader workers."""
+    if not shards:
+        return
+    chunk, n_rows, dim = settings.chunk_rows, len(rows), encoder.embed_dim
+    inputs = EncoderInputs(rows, encoder.preprocess, encoder.tokenizer, _image_size(encoder))
+    batches = shard_batches(shards, chunk, n_rows, settings.batch_size)
+    loader = DataLoader(
+        inputs,
+        batch_sampler=batches,
+        num_workers=settings.workers,
+        pin_memory=encoder.device.type == "cuda",
+    )
+    pending: dict[int, ShardFeatures] = {}
+    filled: Counter = Counter()
+    bar = tqdm(
+        total=sum(len(b) for b in batches), desc=f"extract {store.dataset}", unit="sample", disable=not progress
+    )
+    for batch in loader:
+        batch_rows = batch["row"].numpy()
+        shard = int(batch_rows[0]) // chunk
+        if shard not in pending:
+            size = min(chunk, n_rows - shard * chunk)
+            pending[shard] = ShardFeatures(
+                shard=shard,
+                image_emb=np.zeros((size, dim), np.float32),
+                text_emb=np.zeros((size, dim), np.float32),
+                image_present=np.zeros(size, bool),
+                text_present=np.zeros(size, bool),
+                absences=[],
+            )
+        target = pending[shard]
+        local = batch_rows - shard * chunk
+        image_ok, text_ok = batch["image_ok"].numpy(), batch["text_ok"].numpy()
+        if image_ok.any():
+            target.image_emb[local[image_ok]] = encoder.encode_images(batch["pixels"][image_ok]).cpu().numpy()
+        if text_ok.any():
+            target.text_emb[local[text_ok]] = encoder.encode_texts(batch["tokens"][text_ok]).cpu().numpy()
+        target.image_present[local] = image_ok
+        target.text_present[local] = text_ok
+        for i, row in enumerate(batch_rows.tolist()):
+            if not image_ok[i]:
+                target.absences.append(
+                    {
+                        "row": row,
+                        "modality": "image",
+                        "kind": batch["image_absence"][i],
+                        "detail": batch["image_detail"][i],
+                    }
+                )
+            if not text_ok[i]:
+                target.absences.append({"row": row, "modality": "text", "kind": "empty or missing", "detail": ""})
+        filled[shard] += len(batch_rows)
+        if filled[shard] == target.image_emb.shape[0]:
+            store.write_shard(pending.pop(shard))
+        bar.update(len(batch_rows))
+    bar.close()
+
+
+def _absence_counts(store: FeatureStore) -> Counter:
+    return Counter(
+        (absence["modality"], absence["kind"]) for marker in store.shard_markers() for absence in marker["absences"]
+    )
+
+
+def extract(
+    adapter: DatasetAdapter,
+    encoder: FrozenEncoder,
+    root: str,
+    settings: ExtractionSettings | None = None,
+    progress: bool = True,
+) -> ExtractionResult:
+    """Build (or finish) the store of `adapter`'s dataset under `root`."""
+    settings = settings or ExtractionSettings()
+    started = time.perf_counter()
+    samples, rows = list_samples(adapter)
+    store = FeatureStore(root, adapter.info.name, encoder.encoder_id)
+    store.create(build_manifest(adapter, encoder, samples, settings.chunk_rows), samples)
+    total = store.n_shards()
+    done = store.committed_shards()
+    todo = [shard for shard in range(total) if shard not in done]
+    if todo:
+        log.info("%s: %d of %d shards to encode (%d committed)", adapter.info.name, len(todo), total, len(done))
+    else:
+        log.info("%s: all %d shards already committed, nothing to encode", adapter.info.name, total)
+    with torch.inference_mode():
+        encode_shards(store, encoder, rows, todo, settings, progress=progress)
+    return ExtractionResult(
+        dataset=adapter.info.name,
+        encoder_id=encoder.encoder_id,
+        url=store.url,
+        n_rows=samples.num_rows,
+        shards_total=total,
+        shards_skipped=len(done),
+        shards_written=len(todo),
+        seconds=time.perf_counter() - started,
+        absent=_absence_counts(store),
+    )

@@ -1,0 +1,182 @@
+"""The feature store: one Zarr v3 group per (dataset, encoder id).
+
+    {root}/features/{dataset}/{encoder_id}/      a Zarr v3 group
+        image_emb, text_emb       (N, D) float16, L2-normalised, zeros where absent
+        image_present, text_present  (N,) bool
+        samples.parquet           row, sample_id, split, label, text, image_ref, source
+        manifest.json             encoder, weights digest, preprocessing, fingerprint, code version
+        _shards/{k:06d}.json      commit marker of shard k (rows, absence counts and reasons)
+
+Shard k covers rows [k * chunk_rows, (k + 1) * chunk_rows): exactly one chunk of every array,
+so concurrent writers never share a chunk. A shard counts only once its marker exists; the
+marker is written after its chunks, so a killed writer leaves at most an unmarked shard that
+the next run overwrites. A reader refuses a store until every shard is committed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zarr
+
+from pipeline.errors import StoreMismatchError
+from stores.fs import exists, join, list_names, read_json, url_to_fs, write_bytes_atomic, write_json_atomic
+
+SAMPLES_SCHEMA = pa.schema(
+    [
+        ("row", pa.int64()),
+        ("sample_id", pa.string()),
+        ("split", pa.string()),
+        ("label", pa.list_(pa.int32())),
+        ("text", pa.string()),
+        ("image_ref", pa.string()),
+        ("source", pa.string()),
+    ]
+)
+# Manifest fields that must agree for a rerun to continue a store instead of being refused.
+IDENTITY_FIELDS = ("encoder", "dataset_fingerprint", "n_rows", "embed_dim", "chunk_rows", "code_version")
+
+
+@dataclass(frozen=True)
+class ShardFeatures:
+    """Everything one shard writes: its rows' features, presence flags and absence reasons."""
+
+    shard: int
+    image_emb: np.ndarray
+    text_emb: np.ndarray
+    image_present: np.ndarray
+    text_present: np.ndarray
+    absences: list[dict[str, Any]]
+
+
+def features_url(root: str, dataset: str, encoder_id: str) -> str:
+    return join(root, "features", dataset, encoder_id)
+
+
+class FeatureStore:
+    """Read and write one (dataset, encoder id) group."""
+
+    def __init__(self, root: str, dataset: str, encoder_id: str) -> None:
+        self.root = root
+        self.dataset = dataset
+        self.encoder_id = encoder_id
+        self.url = features_url(root, dataset, encoder_id)
+
+    # ----- layout -----------------------------------------------------------------------
+    @property
+    def manifest_url(self) -> str:
+        return join(self.url, "manifest.json")
+
+    @property
+    def samples_url(self) -> str:
+        return join(self.url, "samples.parquet")
+
+    def marker_url(self, shard: int) -> str:
+        return join(self.url, "_shards", f"{shard:06d}.json")
+
+    def manifest(self) -> dict[str, Any] | None:
+        return read_json(self.manifest_url)
+
+    # ----- writing ----------------------------------------------------------------------
+    def create(self, manifest: dict[str, Any], samples: pa.Table) -> None:
+        """Lay out an empty store, or check that an existing one was made from the same inputs."""
+        existing = self.manifest()
+        if existing is not None:
+            self._check_same(existing, manifest)
+            return
+        n_rows, dim, chunk = manifest["n_rows"], manifest["embed_dim"], manifest["chunk_rows"]
+        group = zarr.open_group(self.url, mode="a", zarr_format=3)
+        for name in ("image_emb", "text_emb"):
+            group.create_array(name, shape=(n_rows, dim), chunks=(chunk, dim), dtype="float16", overwrite=True)
+        for name in ("image_present", "text_present"):
+            group.create_array(name, shape=(n_rows,), chunks=(chunk,), dtype="bool", overwrite=True)
+        sink = pa.BufferOutputStream()
+        pq.write_table(samples.cast(SAMPLES_SCHEMA), sink)
+        write_bytes_atomic(self.samples_url, sink.getvalue().to_pybytes())
+        write_json_atomic(self.manifest_url, manifest)  # last: the store exists once this does
+
+    def _check_same(self, existing: dict[str, Any], wanted: dict[str, Any]) -> None:
+        for field in IDENTITY_FIELDS:
+            if existing.get(field) == wanted.get(field):
+                continue
+            if field == "encoder":
+                raise StoreMismatchError(
+                    f"store {self.url} was written by encoder {existing['encoder'].get('id')} "
+                    f"(weights {existing['encoder'].get('digest', '')[:12]}), not "
+                    f"{wanted['encoder'].get('id')}: pass another --store or delete {self.url}"
+                )
+            raise StoreMismatchError(
+                f"store {self.url} was made with {field}={existing.get(field)!r}, this run has "
+                f"{wanted.get(field)!r}: delete {self.url} to rebuild it, or pass another --store"
+            )
+
+    def write_shard(self, features: ShardFeatures) -> None:
+        manifest = self._require_manifest()
+        chunk = manifest["chunk_rows"]
+        start = features.shard * chunk
+        stop = min(start + chunk, manifest["n_rows"])
+        if features.image_emb.shape[0] != stop - start:
+            raise ValueError(f"shard {features.shard} needs {stop - start} rows, got {features.image_emb.shape[0]}")
+        group = zarr.open_group(self.url, mode="r+", zarr_format=3)
+        group["image_emb"][start:stop] = features.image_emb.astype(np.float16)
+        group["text_emb"][start:stop] = features.text_emb.astype(np.float16)
+        group["image_present"][start:stop] = features.image_present
+        group["text_present"][start:stop] = features.text_present
+        write_json_atomic(
+            self.marker_url(features.shard),
+            {
+                "shard": features.shard,
+                "rows": [start, stop],
+                "image_absent": int((~features.image_present).sum()),
+                "text_absent": int((~features.text_present).sum()),
+                "absences": features.absences,
+            },
+        )
+
+    # ----- reading ----------------------------------------------------------------------
+    def _require_manifest(self) -> dict[str, Any]:
+        manifest = self.manifest()
+        if manifest is None:
+            siblings = [name for name in list_names(join(self.root, "features", self.dataset))]
+            found = f" (features there: {', '.join(siblings)})" if siblings else ""
+            raise StoreMismatchError(
+                f"no features of {self.dataset} by encoder {self.encoder_id} in {self.root}{found}: "
+                f"run `mmr-pipeline extract --dataset {self.dataset} --store {self.root}` with that encoder"
+            )
+        return manifest
+
+    def n_shards(self) -> int:
+        manifest = self._require_manifest()
+        return -(-manifest["n_rows"] // manifest["chunk_rows"])
+
+    def committed_shards(self) -> set[int]:
+        return {int(name.split(".")[0]) for name in list_names(join(self.url, "_shards")) if name.endswith(".json")}
+
+    def is_complete(self) -> bool:
+        return exists(self.manifest_url) and len(self.committed_shards()) == self.n_shards()
+
+    def shard_markers(self) -> list[dict[str, Any]]:
+        return [read_json(self.marker_url(shard)) for shard in sorted(self.committed_shards())]
+
+    def read_samples(self) -> pa.Table:
+        fs, path = url_to_fs(self.samples_url)
+        with fs.open(path, "rb") as handle:
+            return pq.read_table(handle)
+
+    def read_arrays(self) -> dict[str, np.ndarray]:
+        """All four arrays (features as float32). Refuses a store with uncommitted shards."""
+        if not self.is_complete():
+            missing = self.n_shards() - len(self.committed_shards())
+            raise StoreMismatchError(
+                f"store {self.url} is incomplete ({missing} shards not committed): rerun "
+                f"`mmr-pipeline extract --dataset {self.dataset} --store {self.root}` to finish it"
+            )
+        group = zarr.open_group(self.url, mode="r", zarr_format=3)
+        arrays = {name: group[name][:] for name in ("image_emb", "text_emb", "image_present", "text_present")}
+        arrays["image_emb"] = arrays["image_emb"].astype(np.float32)
+        arrays["text_emb"] = arrays["text_emb"].astype(np.float32)
+        return arrays

@@ -1,0 +1,70 @@
+"""fsspec helpers: every store path is a URL (a local directory by default, `s3://...` when set).
+
+Writes that other steps rely on are atomic: a local file is written beside its target and
+renamed over it; on an object store a single PUT is atomic already.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+
+def url_to_fs(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    fs, path = fsspec.core.url_to_fs(url)
+    return fs, path
+
+
+def join(url: str, *parts: str) -> str:
+    return "/".join([url.rstrip("/"), *(part.strip("/") for part in parts)])
+
+
+def is_local(url: str) -> bool:
+    return isinstance(url_to_fs(url)[0], LocalFileSystem)
+
+
+def exists(url: str) -> bool:
+    fs, path = url_to_fs(url)
+    return fs.exists(path)
+
+
+def write_bytes_atomic(url: str, data: bytes) -> None:
+    fs, path = url_to_fs(url)
+    parent = path.rsplit("/", 1)[0]
+    fs.makedirs(parent, exist_ok=True)
+    if isinstance(fs, LocalFileSystem):
+        temporary = f"{path}.{uuid.uuid4().hex}.partial"
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    else:
+        fs.pipe_file(path, data)
+
+
+def write_json_atomic(url: str, payload: Any) -> None:
+    write_bytes_atomic(url, json.dumps(payload, indent=2, sort_keys=True).encode())
+
+
+def read_json(url: str) -> Any | None:
+    """The parsed JSON at `url`, or None when there is no file."""
+    fs, path = url_to_fs(url)
+    try:
+        with fs.open(path, "rb") as handle:
+            return json.loads(handle.read())
+    except FileNotFoundError:
+        return None
+
+
+def list_names(url: str) -> list[str]:
+    """Base names of the entries directly under `url` (empty when it does not exist)."""
+    fs, path = url_to_fs(url)
+    if not fs.exists(path):
+        return []
+    return sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(path, detail=False))

@@ -1,0 +1,112 @@
+"""Bad input: recorded as an absent modality, or refused with one line that names the fix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from flows.cli import app
+from pipeline.config import PipelineConfig
+from pipeline.data.jsonl import JsonlAdapter
+from pipeline.data.registry import get_adapter
+from pipeline.encoders.frozen import FrozenEncoder
+from pipeline.errors import DatasetLayoutError, UnknownDatasetError
+from pipeline.extraction import extract
+from stores.feature_store import FeatureStore
+
+
+def _write_layout(root: Path) -> list[dict]:
+    (root / "images").mkdir(parents=True)
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(root / "images" / "good.png")
+    Image.new("RGB", (40, 30), (30, 30, 200)).save(root / "images" / "good.jpg")
+    (root / "images" / "garbage.jpg").write_bytes(b"this is not an image")
+    full = (root / "images" / "good.jpg").read_bytes()
+    (root / "images" / "truncated.jpg").write_bytes(full[: len(full) // 3])
+    records = [
+        {"id": "a", "split": "train", "text": "a red square", "image": "images/good.png", "label": "red"},
+        {"id": "b", "split": "train", "text": "a blue one", "image": "images/garbage.jpg", "label": "blue"},
+        {"id": "c", "split": "train", "text": "   ", "image": "images/good.jpg", "label": "blue"},
+        {"id": "d", "split": "val", "text": "gone", "image": "images/missing.jpg", "label": "red"},
+        {"id": "e", "split": "test", "text": "cut short", "image": "images/truncated.jpg", "label": "blue"},
+        {"id": "f", "split": "test", "text": "", "label": "red"},
+        {"id": "g", "split": "test", "text": "fine", "image": "images/good.png", "label": "red"},
+    ]
+    (root / "meta.json").write_text(json.dumps({"label_kind": "single", "classes": ["red", "blue"]}))
+    (root / "samples.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    return records
+
+
+def test_corrupt_missing_and_empty_inputs_become_recorded_absences(
+    tmp_path: Path, store_with_encoder: Path, small_config: PipelineConfig, demo_encoder: FrozenEncoder
+) -> None:
+    records = _write_layout(tmp_path / "raw")
+    adapter = JsonlAdapter(str(tmp_path / "raw"), name="mini")
+    settings = small_config.extraction.model_copy(update={"chunk_rows": 4, "batch_size": 3})
+    result = extract(adapter, demo_encoder, str(store_with_encoder), settings, progress=False)
+
+    assert result.n_rows == len(records)  # nothing dropped
+    assert dict(result.absent) == {
+        ("image", "unreadable"): 2,
+        ("image", "missing file"): 1,
+        ("image", "not in raw data"): 1,
+        ("text", "empty or missing"): 2,
+    }
+    store = FeatureStore(str(store_with_encoder), "mini", demo_encoder.encoder_id)
+    arrays = store.read_arrays()
+    assert arrays["image_present"].tolist() == [True, False, True, False, False, False, True]
+    assert arrays["text_present"].tolist() == [True, True, False, True, True, False, True]
+    assert not arrays["image_emb"][~arrays["image_present"]].any()  # absent rows hold zeros
+    np.testing.assert_allclose(np.linalg.norm(arrays["image_emb"][arrays["image_present"]], axis=1), 1, atol=2e-3)
+    details = [a for marker in store.shard_markers() for a in marker["absences"] if a["modality"] == "image"]
+    assert any("missing.jpg" in a["detail"] for a in details)
+    assert store.read_samples().column("label").to_pylist() == [[0], [1], [1], [0], [1], [0], [0]]
+
+
+def test_unknown_label_and_wrong_root_are_one_line_errors(tmp_path: Path) -> None:
+    _write_layout(tmp_path / "raw")
+    lines = (tmp_path / "raw" / "samples.jsonl").read_text().splitlines()
+    lines[2] = lines[2].replace('"blue"', '"green"')
+    (tmp_path / "raw" / "samples.jsonl").write_text("\n".join(lines))
+    with pytest.raises(DatasetLayoutError, match=r"line 3: label 'green' is not in meta.json classes"):
+        list(JsonlAdapter(str(tmp_path / "raw")).samples())
+    with pytest.raises(DatasetLayoutError, match="no meta.json under .*: pass the folder"):
+        JsonlAdapter(str(tmp_path / "elsewhere"))
+    with pytest.raises(UnknownDatasetError, match="unknown dataset 'imagenet': choose one of .*demo"):
+        get_adapter("imagenet")
+
+
+def _single_error_line(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1, output
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_cli_unknown_dataset_exits_2_with_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["extract", "--dataset", "imagenet", "--store", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "choose one of" in _single_error_line(result.output)
+
+
+def test_cli_real_weights_offline_fail_fast_with_the_fix(tmp_path: Path) -> None:
+    """No cached ViT-B-32 weights and HF_HUB_OFFLINE=1 (conftest): one line, no retry storm."""
+    result = CliRunner().invoke(
+        app, ["extract", "--model", "ViT-B-32", "--pretrained", "openai", "--store", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    line = _single_error_line(result.output)
+    assert "not cached and this machine is offline" in line and "--pretrained /path/to/checkpoint" in line
+
+
+def test_cli_unknown_model_and_unknown_tag(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["extract", "--model", "ViT-Z-99", "--store", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown open_clip model" in _single_error_line(result.output)
+    result = CliRunner().invoke(
+        app, ["extract", "--model", "ViT-B-32", "--pretrained", "not-a-tag", "--store", str(tmp_path)]
+    )
+    assert result.exit_code == 2 and "tags: openai" in _single_error_line(result.output)

@@ -1,0 +1,110 @@
+"""Extraction into the feature store: layout, normalisation, skipping committed shards, refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from pipeline.config import PipelineConfig
+from pipeline.data.registry import get_adapter
+from pipeline.encoders.frozen import FrozenEncoder
+from pipeline.errors import StoreMismatchError
+from pipeline.extraction import extract, shard_batches
+from stores.feature_store import FeatureStore
+
+
+def _demo_cls(config: PipelineConfig):
+    return get_adapter("demo-cls", options=config.demo.model_dump())
+
+
+def test_batches_never_cross_shard_boundaries() -> None:
+    batches = shard_batches([0, 2], chunk_rows=10, n_rows=25, batch_size=4)
+    assert batches == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9], [20, 21, 22, 23], [24]]
+
+
+def test_extract_writes_a_complete_normalised_float16_store(
+    store_with_encoder: Path, small_config: PipelineConfig, demo_encoder: FrozenEncoder
+) -> None:
+    adapter = _demo_cls(small_config)
+    result = extract(adapter, demo_encoder, str(store_with_encoder), small_config.extraction, progress=False)
+    n_rows = small_config.demo.train_size + small_config.demo.val_size + small_config.demo.test_size
+    assert result.n_rows == n_rows and result.shards_written == result.shards_total > 1
+
+    store = FeatureStore(str(store_with_encoder), "demo-cls", demo_encoder.encoder_id)
+    group = zarr.open_group(store.url, mode="r")
+    assert group["image_emb"].dtype == np.float16 and group["image_emb"].shape == (n_rows, demo_encoder.embed_dim)
+    assert group["image_emb"].chunks == (small_config.extraction.chunk_rows, demo_encoder.embed_dim)
+    arrays = store.read_arrays()
+    for name in ("image_emb", "text_emb"):
+        np.testing.assert_allclose(np.linalg.norm(arrays[name], axis=1), 1.0, atol=2e-3)
+    assert arrays["image_present"].all() and arrays["text_present"].all()
+
+    samples = store.read_samples()
+    assert samples.column("row").to_pylist() == list(range(n_rows))
+    assert samples.column("sample_id").to_pylist() == [s.sample_id for s in adapter.samples()]
+    manifest = store.manifest()
+    assert manifest["encoder"]["digest"] == demo_encoder.digest
+    assert manifest["preprocessing"]["image"]["size"] == [32, 32]
+    assert manifest["code_version"] and len(manifest["dataset_fingerprint"]) == 64
+
+    # Features match a direct encoding of the same samples (rows are where they should be).
+    sample = next(iter(adapter.samples()))
+    direct = demo_encoder.encode_images(demo_encoder.preprocess(sample.image.open().convert("RGB"))[None])
+    np.testing.assert_allclose(arrays["image_emb"][0], direct[0].numpy(), atol=2e-3)
+
+
+def test_rerun_skips_committed_shards_and_redoes_only_missing_ones(
+    store_with_encoder: Path, small_config: PipelineConfig, demo_encoder: FrozenEncoder
+) -> None:
+    adapter = _demo_cls(small_config)
+    root = str(store_with_encoder)
+    first = extract(adapter, demo_encoder, root, small_config.extraction, progress=False)
+    store = FeatureStore(root, "demo-cls", demo_encoder.encoder_id)
+    before = store.read_arrays()
+
+    again = extract(adapter, demo_encoder, root, small_config.extraction, progress=False)
+    assert (again.shards_written, again.shards_skipped) == (0, first.shards_total)
+
+    Path(store.marker_url(1)).unlink()  # as if the process died before committing shard 1
+    with pytest.raises(StoreMismatchError, match="incomplete"):
+        store.read_arrays()
+    repaired = extract(adapter, demo_encoder, root, small_config.extraction, progress=False)
+    assert repaired.shards_written == 1
+    after = store.read_arrays()
+    for name, array in before.items():
+        np.testing.assert_array_equal(after[name], array)
+
+
+def test_a_store_from_other_weights_or_data_is_refused(
+    store_with_encoder: Path, small_config: PipelineConfig, demo_encoder: FrozenEncoder
+) -> None:
+    adapter = _demo_cls(small_config)
+    root = str(store_with_encoder)
+    extract(adapter, demo_encoder, root, small_config.extraction, progress=False)
+    store = FeatureStore(root, "demo-cls", demo_encoder.encoder_id)
+    manifest_path = Path(store.manifest_url)
+    original = json.loads(manifest_path.read_text())
+
+    manifest = json.loads(manifest_path.read_text())
+    manifest["encoder"]["digest"] = "0" * 64
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(StoreMismatchError, match="written by encoder"):
+        extract(adapter, demo_encoder, root, small_config.extraction, progress=False)
+
+    manifest = dict(original, dataset_fingerprint="f" * 64)
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(StoreMismatchError, match="dataset_fingerprint"):
+        extract(adapter, demo_encoder, root, small_config.extraction, progress=False)
+
+
+def test_reading_features_of_an_encoder_that_never_ran_names_the_fix(
+    store_with_encoder: Path, small_config: PipelineConfig, demo_encoder: FrozenEncoder
+) -> None:
+    extract(_demo_cls(small_config), demo_encoder, str(store_with_encoder), small_config.extraction, progress=False)
+    other = FeatureStore(str(store_with_encoder), "demo-cls", "ViT-B-32.openai.000000000000")
+    with pytest.raises(StoreMismatchError, match=rf"features there: {demo_encoder.encoder_id}.*mmr-pipeline extract"):
+        other.read_arrays()
