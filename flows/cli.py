@@ -90,7 +90,8 @@ def extract(
     overrides = {key: value for key, value in {"workers": workers, "batch_size": batch_size}.items() if value}
     extraction = settings.extraction.model_copy(update=overrides)
     adapters = [
-        get_adapter(name, root, settings.demo.model_dump() if name.startswith("demo") else None) for name in names
+        get_adapter(name, root, settings.demo.model_dump() if name.startswith("demo") else None)
+        for name in names
     ]
     encoder = load_encoder(
         EncoderConfig(model=model, pretrained=pretrained),

@@ -146,7 +146,10 @@ def encode_shards(
     pending: dict[int, ShardFeatures] = {}
     filled: Counter = Counter()
     bar = tqdm(
-        total=sum(len(b) for b in batches), desc=f"extract {store.dataset}", unit="sample", disable=not progress
+        total=sum(len(b) for b in batches),
+        desc=f"extract {store.dataset}",
+        unit="sample",
+        disable=not progress,
     )
     for batch in loader:
         batch_rows = batch["row"].numpy()
@@ -181,7 +184,9 @@ def encode_shards(
                     }
                 )
             if not text_ok[i]:
-                target.absences.append({"row": row, "modality": "text", "kind": "empty or missing", "detail": ""})
+                target.absences.append(
+                    {"row": row, "modality": "text", "kind": "empty or missing", "detail": ""}
+                )
         filled[shard] += len(batch_rows)
         if filled[shard] == target.image_emb.shape[0]:
             store.write_shard(pending.pop(shard))
@@ -191,7 +196,9 @@ def encode_shards(
 
 def _absence_counts(store: FeatureStore) -> Counter:
     return Counter(
-        (absence["modality"], absence["kind"]) for marker in store.shard_markers() for absence in marker["absences"]
+        (absence["modality"], absence["kind"])
+        for marker in store.shard_markers()
+        for absence in marker["absences"]
     )
 
 
@@ -212,7 +219,9 @@ def extract(
     done = store.committed_shards()
     todo = [shard for shard in range(total) if shard not in done]
     if todo:
-        log.info("%s: %d of %d shards to encode (%d committed)", adapter.info.name, len(todo), total, len(done))
+        log.info(
+            "%s: %d of %d shards to encode (%d committed)", adapter.info.name, len(todo), total, len(done)
+        )
     else:
         log.info("%s: all %d shards already committed, nothing to encode", adapter.info.name, total)
     with torch.inference_mode():

@@ -91,7 +91,9 @@ class FeatureStore:
         n_rows, dim, chunk = manifest["n_rows"], manifest["embed_dim"], manifest["chunk_rows"]
         group = zarr.open_group(self.url, mode="a", zarr_format=3)
         for name in ("image_emb", "text_emb"):
-            group.create_array(name, shape=(n_rows, dim), chunks=(chunk, dim), dtype="float16", overwrite=True)
+            group.create_array(
+                name, shape=(n_rows, dim), chunks=(chunk, dim), dtype="float16", overwrite=True
+            )
         for name in ("image_present", "text_present"):
             group.create_array(name, shape=(n_rows,), chunks=(chunk,), dtype="bool", overwrite=True)
         sink = pa.BufferOutputStream()
@@ -120,7 +122,9 @@ class FeatureStore:
         start = features.shard * chunk
         stop = min(start + chunk, manifest["n_rows"])
         if features.image_emb.shape[0] != stop - start:
-            raise ValueError(f"shard {features.shard} needs {stop - start} rows, got {features.image_emb.shape[0]}")
+            raise ValueError(
+                f"shard {features.shard} needs {stop - start} rows, got {features.image_emb.shape[0]}"
+            )
         group = zarr.open_group(self.url, mode="r+", zarr_format=3)
         group["image_emb"][start:stop] = features.image_emb.astype(np.float16)
         group["text_emb"][start:stop] = features.text_emb.astype(np.float16)
@@ -154,7 +158,11 @@ class FeatureStore:
         return -(-manifest["n_rows"] // manifest["chunk_rows"])
 
     def committed_shards(self) -> set[int]:
-        return {int(name.split(".")[0]) for name in list_names(join(self.url, "_shards")) if name.endswith(".json")}
+        return {
+            int(name.split(".")[0])
+            for name in list_names(join(self.url, "_shards"))
+            if name.endswith(".json")
+        }
 
     def is_complete(self) -> bool:
         return exists(self.manifest_url) and len(self.committed_shards()) == self.n_shards()

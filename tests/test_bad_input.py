@@ -61,7 +61,9 @@ def test_corrupt_missing_and_empty_inputs_become_recorded_absences(
     assert arrays["image_present"].tolist() == [True, False, True, False, False, False, True]
     assert arrays["text_present"].tolist() == [True, True, False, True, True, False, True]
     assert not arrays["image_emb"][~arrays["image_present"]].any()  # absent rows hold zeros
-    np.testing.assert_allclose(np.linalg.norm(arrays["image_emb"][arrays["image_present"]], axis=1), 1, atol=2e-3)
+    np.testing.assert_allclose(
+        np.linalg.norm(arrays["image_emb"][arrays["image_present"]], axis=1), 1, atol=2e-3
+    )
     details = [a for marker in store.shard_markers() for a in marker["absences"] if a["modality"] == "image"]
     assert any("missing.jpg" in a["detail"] for a in details)
     assert store.read_samples().column("label").to_pylist() == [[0], [1], [1], [0], [1], [0], [0]]
@@ -74,9 +76,9 @@ def test_unknown_label_and_wrong_root_are_one_line_errors(tmp_path: Path) -> Non
     (tmp_path / "raw" / "samples.jsonl").write_text("\n".join(lines))
     with pytest.raises(DatasetLayoutError, match=r"line 3: label 'green' is not in meta.json classes"):
         list(JsonlAdapter(str(tmp_path / "raw")).samples())
-    with pytest.raises(DatasetLayoutError, match="no meta.json under .*: pass the folder"):
+    with pytest.raises(DatasetLayoutError, match=r"no meta.json under .*: pass the folder"):
         JsonlAdapter(str(tmp_path / "elsewhere"))
-    with pytest.raises(UnknownDatasetError, match="unknown dataset 'imagenet': choose one of .*demo"):
+    with pytest.raises(UnknownDatasetError, match=r"unknown dataset 'imagenet': choose one of .*demo"):
         get_adapter("imagenet")
 
 

@@ -36,7 +36,10 @@ def test_extract_writes_a_complete_normalised_float16_store(
 
     store = FeatureStore(str(store_with_encoder), "demo-cls", demo_encoder.encoder_id)
     group = zarr.open_group(store.url, mode="r")
-    assert group["image_emb"].dtype == np.float16 and group["image_emb"].shape == (n_rows, demo_encoder.embed_dim)
+    assert group["image_emb"].dtype == np.float16 and group["image_emb"].shape == (
+        n_rows,
+        demo_encoder.embed_dim,
+    )
     assert group["image_emb"].chunks == (small_config.extraction.chunk_rows, demo_encoder.embed_dim)
     arrays = store.read_arrays()
     for name in ("image_emb", "text_emb"):
@@ -104,7 +107,15 @@ def test_a_store_from_other_weights_or_data_is_refused(
 def test_reading_features_of_an_encoder_that_never_ran_names_the_fix(
     store_with_encoder: Path, small_config: PipelineConfig, demo_encoder: FrozenEncoder
 ) -> None:
-    extract(_demo_cls(small_config), demo_encoder, str(store_with_encoder), small_config.extraction, progress=False)
+    extract(
+        _demo_cls(small_config),
+        demo_encoder,
+        str(store_with_encoder),
+        small_config.extraction,
+        progress=False,
+    )
     other = FeatureStore(str(store_with_encoder), "demo-cls", "ViT-B-32.openai.000000000000")
-    with pytest.raises(StoreMismatchError, match=rf"features there: {demo_encoder.encoder_id}.*mmr-pipeline extract"):
+    with pytest.raises(
+        StoreMismatchError, match=rf"features there: {demo_encoder.encoder_id}.*mmr-pipeline extract"
+    ):
         other.read_arrays()

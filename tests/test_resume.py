@@ -40,7 +40,9 @@ def test_killed_extraction_resumes_without_recomputing_and_matches_an_uninterrup
 
     subprocess.run(_extract_command(config, reference), check=True, capture_output=True)
 
-    process = subprocess.Popen(_extract_command(config, resumed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        _extract_command(config, resumed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     markers = resumed / "features" / "demo-cls"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:

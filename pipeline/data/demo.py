@@ -128,6 +128,7 @@ class Scene:
     background: str
     noise: float  # std of Gaussian pixel noise, in [0, 1] intensity units
     fade: float  # how far object colours are blended into the background, 0 = crisp
+    greyscale: bool = False  # drawn without colour: only the caption can tell it
 
 
 def _rng(seed: int, dataset: str, split: str, index: int, stream: int) -> np.random.Generator:
@@ -141,15 +142,18 @@ def _pick(rng: np.random.Generator, options: tuple[str, ...] | list[str]) -> str
 def make_scene(seed: int, dataset: str, split: str, index: int) -> Scene:
     """The latent attributes of one sample (stream 0 of its RNG)."""
     rng = _rng(seed, dataset, split, index, 0)
+    # Downstream images are noisier, more faded and sometimes greyscale: a shift the corpus
+    # never shows, and the reason the caption carries information the image lacks.
     if dataset == "demo-corpus":
         n_objects = 1 if rng.random() < 0.75 else 2
-        noise, fade = float(rng.uniform(0.0, 0.12)), float(rng.uniform(0.0, 0.25))
+        noise, fade, grey_p = float(rng.uniform(0.0, 0.12)), float(rng.uniform(0.0, 0.25)), 0.0
     elif dataset == "demo-cls":
         n_objects = 1
-        noise, fade = float(rng.uniform(0.02, 0.25)), float(rng.uniform(0.0, 0.5))
+        noise, fade, grey_p = float(rng.uniform(0.02, 0.18)), float(rng.uniform(0.0, 0.4)), 0.6
     else:
         n_objects = int(rng.integers(1, 4))
-        noise, fade = float(rng.uniform(0.02, 0.2)), float(rng.uniform(0.0, 0.4))
+        noise, fade, grey_p = float(rng.uniform(0.02, 0.15)), float(rng.uniform(0.0, 0.35)), 0.3
+    greyscale = bool(rng.random() < grey_p)
     places = rng.permutation(list(POSITIONS))[:n_objects]
     objects = tuple(
         SceneObject(
@@ -160,7 +164,8 @@ def make_scene(seed: int, dataset: str, split: str, index: int) -> Scene:
         )
         for place in places
     )
-    return Scene(objects=objects, background=_pick(rng, BACKGROUNDS), noise=noise, fade=fade)
+    background = _pick(rng, BACKGROUNDS)
+    return Scene(objects=objects, background=background, noise=noise, fade=fade, greyscale=greyscale)
 
 
 def _describe_object(rng: np.random.Generator, obj: SceneObject, mention_p: float) -> str:
@@ -241,8 +246,12 @@ def render_scene(scene: Scene, image_size: int, rng: np.random.Generator) -> Ima
         fx, fy = POSITIONS[obj.position]
         jitter = rng.uniform(-0.05, 0.05, size=2)
         cx, cy, r = (fx + jitter[0]) * side, (fy + jitter[1]) * side, SIZES[obj.size] * side
-        colour = (1 - scene.fade) * np.array(COLOURS[obj.colour]) + scene.fade * base
-        fill = tuple(int(c) for c in np.clip(colour + rng.normal(0, 12, size=3), 0, 255))
+        rgb = np.array(COLOURS[obj.colour], dtype=float)
+        if scene.greyscale:
+            rgb = np.full(3, rgb @ np.array([0.299, 0.587, 0.114]))  # same luminance, no hue
+        colour = (1 - scene.fade) * rgb + scene.fade * base
+        tint = rng.normal(0, 12, size=1 if scene.greyscale else 3)  # a grey object stays grey
+        fill = tuple(int(c) for c in np.clip(colour + tint, 0, 255))
         if obj.shape == "circle":
             draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
         elif obj.shape == "square":

@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 from pipeline.data.adapter import DatasetAdapter
+from pipeline.data.coco import CocoAdapter
 from pipeline.data.demo import DEMO_DATASETS, DemoAdapter, DemoConfig
+from pipeline.data.food101 import Food101Adapter
+from pipeline.data.hatememes import HatefulMemesAdapter
 from pipeline.data.jsonl import JsonlAdapter
-from pipeline.errors import DatasetLayoutError, UnknownDatasetError
+from pipeline.data.map_arrow import MapArrowAdapter
+from pipeline.data.mmhs11k import Mmhs11kAdapter
+from pipeline.data.mmimdb import MmImdbAdapter
+from pipeline.data.n24news import N24NewsAdapter
+from pipeline.data.webdataset import WebDatasetAdapter
+from pipeline.errors import ConfigError, DatasetLayoutError, UnknownDatasetError
+
+
+def _raw(name: str, adapter: type[DatasetAdapter]) -> Callable[[str | None, dict], DatasetAdapter]:
+    """The factory of an adapter of a public raw layout: needs --root, refuses unknown options."""
+
+    def build(root: str | None, options: dict) -> DatasetAdapter:
+        known = [option for option in inspect.signature(adapter).parameters if option != "root"]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            offered = f"its options are {', '.join(known)}" if known else "it takes no options"
+            raise ConfigError(f"dataset {name} has no option {unknown[0]!r}: {offered}")
+        return adapter(_need_root(name, root), **options)
+
+    return build
+
 
 # name -> factory(root, options). Demo datasets need no root; every other adapter reads one.
 ADAPTERS: dict[str, Callable[[str | None, dict], DatasetAdapter]] = {
@@ -16,6 +40,14 @@ ADAPTERS: dict[str, Callable[[str | None, dict], DatasetAdapter]] = {
         for name in DEMO_DATASETS
     },
     "jsonl": lambda root, options: JsonlAdapter(_need_root("jsonl", root), **options),
+    "mmimdb": _raw("mmimdb", MmImdbAdapter),
+    "food101": _raw("food101", Food101Adapter),
+    "n24news": _raw("n24news", N24NewsAdapter),
+    "mmhs11k": _raw("mmhs11k", Mmhs11kAdapter),
+    "hatememes": _raw("hatememes", HatefulMemesAdapter),
+    "map-arrow": _raw("map-arrow", MapArrowAdapter),
+    "webdataset": _raw("webdataset", WebDatasetAdapter),
+    "coco": _raw("coco", CocoAdapter),
 }
 # Names that stand for several datasets at once.
 GROUPS: dict[str, tuple[str, ...]] = {"demo": DEMO_DATASETS}
@@ -23,7 +55,9 @@ GROUPS: dict[str, tuple[str, ...]] = {"demo": DEMO_DATASETS}
 
 def _need_root(name: str, root: str | None) -> str:
     if not root:
-        raise DatasetLayoutError(f"dataset {name} reads raw files: pass --root PATH (the folder you downloaded)")
+        raise DatasetLayoutError(
+            f"dataset {name} reads raw files: pass --root PATH (the folder you downloaded)"
+        )
     return root
 
 

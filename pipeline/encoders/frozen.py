@@ -122,7 +122,9 @@ def _hf_offline() -> bool:
         return True
     endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     try:  # one quick probe instead of the hub client's long retry loop
-        socket.create_connection((endpoint.hostname or "huggingface.co", endpoint.port or 443), timeout=3).close()
+        socket.create_connection(
+            (endpoint.hostname or "huggingface.co", endpoint.port or 443), timeout=3
+        ).close()
     except OSError:
         return True
     return False

@@ -117,7 +117,11 @@ def load_demo_encoder(
         save_checkpoint(
             directory,
             trained.state_dict(),
-            {"warmup": config.model_dump(mode="json"), "demo": demo.model_dump(), "code_version": code_version()},
+            {
+                "warmup": config.model_dump(mode="json"),
+                "demo": demo.model_dump(),
+                "code_version": code_version(),
+            },
         )
         model.load_state_dict(trained.state_dict())
     encoder_config = EncoderConfig(model=config.model, pretrained="demo")

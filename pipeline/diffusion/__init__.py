@@ -1,0 +1,1 @@
+"""Diffusion schedules, noising, x0 estimates and batched deterministic sampling."""

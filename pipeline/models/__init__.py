@@ -1,0 +1,1 @@
+"""Neural networks: the conditional DiT and the downstream decoder."""

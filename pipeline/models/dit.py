@@ -1,0 +1,263 @@
+"""The conditional diffusion transformer with Dynamic Modality Gating (paper 3.2, SPEC 2).
+
+eps_theta(x_t, t | c): x_t is the noisy target feature (D dims, unit per-dimension variance),
+c the available modality's feature. Both are cut into `n_tokens` feature patches of
+D / n_tokens dims and projected to `width`. The gating variant is one switch:
+
+- `gating` (ours): C = cond_emb + MLP_time(t_emb); learned probe queries pool C by attention
+  (eq. 2), MLP_gate maps the pooled vector to G (eq. 3), and each block turns G into sigmoid
+  gates on its self-attention and MLP branches (eqs. 4-6; gate biases start at -5).
+- `adaln`: DiT's adaLN-Zero modulation from the pooled condition + time, instead of gates.
+- `concat`: condition patches concatenated to the input patches, an MLP to width, plain blocks.
+- `none`: plain residual blocks (still cross-attending to C).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+
+Gating = Literal["gating", "adaln", "concat", "none"]
+
+
+class DiTConfig(BaseModel):
+    """Architecture of one direction's denoiser. Named presets live in `DIT_PRESETS`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    feature_dim: int = Field(512, ge=2)
+    n_tokens: int = Field(16, ge=1)
+    width: int = Field(448, ge=8)
+    depth: int = Field(20, ge=1)
+    heads: int = Field(7, ge=1)
+    mlp_ratio: float = Field(4.0, gt=0)
+    n_probes: int = Field(4, ge=1)
+    gating: Gating = "gating"
+    gate_bias_init: float = -5.0
+
+    @model_validator(mode="after")
+    def _shapes_divide(self) -> DiTConfig:
+        if self.feature_dim % self.n_tokens:
+            raise ValueError(f"feature_dim {self.feature_dim} is not divisible by n_tokens {self.n_tokens}")
+        if self.width % self.heads:
+            raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
+        return self
+
+    @property
+    def patch_dim(self) -> int:
+        return self.feature_dim // self.n_tokens
+
+
+# `paper`: depth 20 as in the paper; width/heads/tokens chosen for ~2 GFLOPs per sample per
+# sampling step at D = 512 (the paper's cost; see docs/restorer.md). `demo`: CPU-sized.
+DIT_PRESETS: dict[str, dict[str, object]] = {
+    "paper": {"feature_dim": 512, "n_tokens": 16, "width": 448, "depth": 20, "heads": 7},
+    "demo": {"feature_dim": 128, "n_tokens": 8, "width": 128, "depth": 4, "heads": 4},
+}
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
+    """Sinusoidal embedding of (possibly fractional) timesteps, as in DiT / ADM."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+class TimestepEmbedder(nn.Module):
+    def __init__(self, width: int, frequency_dim: int = 256) -> None:
+        super().__init__()
+        self.frequency_dim = frequency_dim
+        self.mlp = nn.Sequential(nn.Linear(frequency_dim, width), nn.SiLU(), nn.Linear(width, width))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.mlp(timestep_embedding(t, self.frequency_dim))
+
+
+class Mlp(nn.Module):
+    def __init__(self, width: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(width, hidden)
+        self.fc2 = nn.Linear(hidden, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class Attention(nn.Module):
+    """Multi-head attention of queries `x` over keys/values `context` (self-attention if None)."""
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(width, width)
+        self.kv = nn.Linear(width, 2 * width)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        context = x if context is None else context
+        batch, n_q, width = x.shape
+        q = self.q(x).view(batch, n_q, self.heads, -1).transpose(1, 2)
+        k, v = self.kv(context).view(batch, context.shape[1], 2, self.heads, -1).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(batch, n_q, width))
+
+
+class GatePooling(nn.Module):
+    """G = MLP_gate(softmax(Q_probe (W_K C)^T / sqrt(d_k)) (W_V C)): eqs. 2 and 3."""
+
+    def __init__(self, width: int, n_probes: int) -> None:
+        super().__init__()
+        self.probes = nn.Parameter(torch.randn(n_probes, width) * 0.02)
+        self.key = nn.Linear(width, width)
+        self.value = nn.Linear(width, width)
+        self.mlp_gate = nn.Sequential(nn.Linear(n_probes * width, width), nn.SiLU(), nn.Linear(width, width))
+
+    def forward(self, condition: torch.Tensor) -> torch.Tensor:
+        keys, values = self.key(condition), self.value(condition)
+        scores = self.probes @ keys.transpose(1, 2) / math.sqrt(keys.shape[-1])  # (B, P, n_cond)
+        pooled = scores.softmax(dim=-1) @ values  # (B, P, width)
+        return self.mlp_gate(pooled.flatten(1))
+
+
+class DiTBlock(nn.Module):
+    """Self-attention, cross-attention to the condition tokens, MLP; how residuals are scaled
+    depends on the variant (gates, adaLN-Zero, or plain)."""
+
+    def __init__(self, config: DiTConfig) -> None:
+        super().__init__()
+        width = config.width
+        self.variant = config.gating
+        self.norm_attn = nn.LayerNorm(width, elementwise_affine=self.variant != "adaln", eps=1e-6)
+        self.attn = Attention(width, config.heads)
+        self.cross = config.gating != "concat"
+        if self.cross:
+            self.norm_cross = nn.LayerNorm(width, eps=1e-6)
+            self.cross_attn = Attention(width, config.heads)
+        self.norm_mlp = nn.LayerNorm(width, elementwise_affine=self.variant != "adaln", eps=1e-6)
+        self.mlp = Mlp(width, int(width * config.mlp_ratio))
+        if self.variant == "gating":
+            self.gate_attn = nn.Linear(width, width)  # Z_attn = sigmoid(W_attn G + b_attn)
+            self.gate_mlp = nn.Linear(width, width)  # Z_mlp = sigmoid(W_mlp G + b_mlp)
+        elif self.variant == "adaln":
+            self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
+
+    def gates(self, gate_vector: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Z_attn, Z_mlp), each (B, 1, width): channel-wise, shared by all tokens."""
+        z_attn = torch.sigmoid(self.gate_attn(gate_vector))
+        z_mlp = torch.sigmoid(self.gate_mlp(gate_vector))
+        return z_attn[:, None], z_mlp[:, None]
+
+    def forward(
+        self, x: torch.Tensor, condition: torch.Tensor | None, control: torch.Tensor | None
+    ) -> torch.Tensor:
+        if self.variant == "adaln":
+            shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(control)[:, None].chunk(6, dim=-1)
+            x = x + gate1 * self.attn(self.norm_attn(x) * (1 + scale1) + shift1)
+            x = x + self.cross_attn(self.norm_cross(x), condition)
+            return x + gate2 * self.mlp(self.norm_mlp(x) * (1 + scale2) + shift2)
+        if self.variant == "gating":
+            z_attn, z_mlp = self.gates(control)
+            x = x + z_attn * self.attn(self.norm_attn(x))  # eq. 5
+            x = x + self.cross_attn(self.norm_cross(x), condition)
+            return x + z_mlp * self.mlp(self.norm_mlp(x))  # eq. 6
+        x = x + self.attn(self.norm_attn(x))
+        if self.cross:
+            x = x + self.cross_attn(self.norm_cross(x), condition)
+        return x + self.mlp(self.norm_mlp(x))
+
+
+class ConditionalDiT(nn.Module):
+    """eps_theta(x_t, t | c) over feature-patch tokens."""
+
+    def __init__(self, config: DiTConfig) -> None:
+        super().__init__()
+        self.config = config
+        width, n_tokens, patch = config.width, config.n_tokens, config.patch_dim
+        in_dim = 2 * patch if config.gating == "concat" else patch
+        if config.gating == "concat":
+            self.embed_x = nn.Sequential(nn.Linear(in_dim, width), nn.SiLU(), nn.Linear(width, width))
+        else:
+            self.embed_x = nn.Linear(in_dim, width)
+            self.embed_cond = nn.Linear(patch, width)
+            self.pos_cond = nn.Parameter(torch.zeros(1, n_tokens, width))
+            self.mlp_time = nn.Sequential(nn.SiLU(), nn.Linear(width, width))
+        self.pos_x = nn.Parameter(torch.zeros(1, n_tokens, width))
+        self.time = TimestepEmbedder(width)
+        if config.gating == "gating":
+            self.gate_pooling = GatePooling(width, config.n_probes)
+        self.blocks = nn.ModuleList(DiTBlock(config) for _ in range(config.depth))
+        self.final_norm = nn.LayerNorm(width, eps=1e-6)
+        self.final = nn.Linear(width, patch)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        def basic(module: nn.Module) -> None:
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+
+        self.apply(basic)
+        nn.init.normal_(self.pos_x, std=0.02)
+        if hasattr(self, "pos_cond"):
+            nn.init.normal_(self.pos_cond, std=0.02)
+        for layer in (self.time.mlp[0], self.time.mlp[2]):
+            nn.init.normal_(layer.weight, std=0.02)
+        for block in self.blocks:
+            if self.config.gating == "gating":
+                # Gates start almost closed, sigmoid(-5) = 0.0067 (paper 4.2: numerical stability).
+                for gate in (block.gate_attn, block.gate_mlp):
+                    nn.init.zeros_(gate.weight)
+                    nn.init.constant_(gate.bias, self.config.gate_bias_init)
+            elif self.config.gating == "adaln":
+                nn.init.zeros_(block.modulation[-1].weight)  # adaLN-Zero: blocks start as identity
+                nn.init.zeros_(block.modulation[-1].bias)
+        nn.init.zeros_(self.final.weight)  # start by predicting eps = 0
+        nn.init.zeros_(self.final.bias)
+
+    def _tokens(self, features: torch.Tensor) -> torch.Tensor:
+        return features.view(features.shape[0], self.config.n_tokens, self.config.patch_dim)
+
+    def condition_tokens(self, cond: torch.Tensor, t_emb: torch.Tensor) -> torch.Tensor:
+        """C = cond_emb + MLP_time(t_emb), one vector per condition token."""
+        return self.embed_cond(self._tokens(cond)) + self.pos_cond + self.mlp_time(t_emb)[:, None]
+
+    def gate_vector(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """G for a batch (the `gating` variant): what the per-block gates are computed from."""
+        return self.gate_pooling(self.condition_tokens(cond, self.time(t)))
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        t_emb = self.time(t)
+        condition = control = None
+        if self.config.gating == "concat":
+            x = self.embed_x(torch.cat([self._tokens(x_t), self._tokens(cond)], dim=-1)) + self.pos_x
+            x = x + t_emb[:, None]
+        else:
+            x = self.embed_x(self._tokens(x_t)) + self.pos_x
+            condition = self.condition_tokens(cond, t_emb)
+            if self.config.gating == "gating":
+                control = self.gate_pooling(condition)
+            elif self.config.gating == "adaln":
+                control = condition.mean(dim=1) + t_emb
+        for block in self.blocks:
+            x = block(x, condition, control)
+        return self.final(self.final_norm(x)).reshape(x_t.shape)
+
+
+def flops_per_sample(config: DiTConfig) -> int:
+    """Multiply-adds x 2 of one forward pass for one sample (linear layers and attention)."""
+    n, d, hidden = config.n_tokens, config.width, int(config.width * config.mlp_ratio)
+    per_block = n * (4 * d * d) + 2 * n * n * d + n * 2 * d * hidden  # self-attention, MLP
+    if config.gating != "concat":
+        per_block += n * 2 * d * d + n * 2 * d * d + 2 * n * n * d  # cross-attn q/proj, k/v, scores
+    if config.gating in ("gating", "adaln"):
+        per_block += 2 * d * d if config.gating == "gating" else 6 * d * d
+    patch = config.patch_dim
+    # concat: the input MLP over [x; c] patches; others: x and condition patches, MLP_time.
+    embed = n * (2 * patch * d + d * d) if config.gating == "concat" else 2 * n * patch * d + n * d * d
+    return 2 * (config.depth * per_block + embed + n * d * patch)  # + final projection

@@ -1,0 +1,227 @@
+"""From stored features to restored features: the steps `train` and `restore` run.
+
+Each step reads its inputs from the stores, skips work whose output is already committed,
+and writes its output back; callers (CLI, Prefect flows) pass ids and paths only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.diffusion.core import Sampler
+from pipeline.errors import ConfigError
+from pipeline.hashing import content_id
+from pipeline.masks import MissingType, draw_masks, mask_name
+from pipeline.restorers import (
+    RESTORER_NAMES,
+    DiffusionRestorer,
+    KnnRestorer,
+    MeanRestorer,
+    OracleRestorer,
+    RegressionRestorer,
+    Restorer,
+    SwapRestorer,
+    ZeroRestorer,
+    mean_cosine,
+)
+from pipeline.training.restorer import TrainConfig, TrainResult, load_restorer_models, train_restorer
+from pipeline.version import code_version
+from stores.feature_store import FeatureStore
+from stores.fs import exists
+from stores.restoration_store import RestorationStore, mask_url, read_table, write_table
+from stores.restorer_store import RestorerStore
+
+log = logging.getLogger(__name__)
+
+
+class RestoreSettings(BaseModel):
+    """How restoration runs: sampling for `dit`, k for `knn`; part of the restoration key."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    steps: int = Field(50, ge=1)
+    sampler: Sampler = "ddim"
+    seed: int = 0
+    batch_size: int = Field(1024, ge=1)
+    knn_k: int = Field(10, ge=1)
+
+
+def corpus_pairs(root: str, corpus: str, encoder_id: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Image and text features of the corpus samples that have both, and the store manifest."""
+    store = FeatureStore(root, corpus, encoder_id)
+    arrays = store.read_arrays()
+    both = arrays["image_present"] & arrays["text_present"]
+    return arrays["image_emb"][both], arrays["text_emb"][both], store.manifest()
+
+
+def restorer_store(root: str, corpus: str, encoder_id: str, config: TrainConfig) -> RestorerStore:
+    """Where the DiT trained with `config` on `corpus` features lives (a content-addressed id)."""
+    manifest = FeatureStore(root, corpus, encoder_id).manifest() or {}
+    digest = content_id(
+        config, corpus, manifest.get("dataset_fingerprint"), encoder_id, code_version(), length=12
+    )
+    return RestorerStore(root, f"dit-{config.dit.gating}-s{config.stages}-{digest}")
+
+
+def train(
+    root: str, corpus: str, encoder_id: str, config: TrainConfig, device: str = "cpu", progress: bool = True,
+    stop_after: int | None = None,
+) -> tuple[RestorerStore, TrainResult | None]:  # fmt: skip
+    """Train the DiT pair on the corpus features, resuming a stopped run; skip a finished one."""
+    store = restorer_store(root, corpus, encoder_id, config)
+    if store.is_complete():
+        log.info("restorer %s is trained already", store.restorer_id)
+        return store, None
+    images, texts, _ = corpus_pairs(root, corpus, encoder_id)
+    result = train_restorer(
+        config, images, texts, store, device=device, progress=progress, stop_after=stop_after
+    )
+    return store, result
+
+
+def restorer_key(name: str, settings: RestoreSettings, trained: RestorerStore | None) -> str:
+    if name == "dit":
+        assert trained is not None
+        return f"{trained.restorer_id}-S{settings.steps}-{settings.sampler}-seed{settings.seed}"
+    return f"knn-k{settings.knn_k}" if name == "knn" else name
+
+
+def build_restorer(
+    name: str,
+    settings: RestoreSettings,
+    features: dict[str, np.ndarray],
+    splits: np.ndarray,
+    corpus: tuple[np.ndarray, np.ndarray] | None,
+    trained: RestorerStore | None,
+    device: str = "cpu",
+) -> Restorer:
+    """A restorer fitted on what it may see: corpus pairs, or the downstream train split."""
+    if name not in RESTORER_NAMES:
+        raise ConfigError(f"unknown restorer {name!r}: choose one of {', '.join(RESTORER_NAMES)}")
+    if name == "zero":
+        return ZeroRestorer()
+    if name == "oracle":
+        return OracleRestorer(features["image_emb"], features["text_emb"])
+    if name in ("mean", "swap_gap"):
+        train_rows = splits == "train"
+        mean_image = features["image_emb"][train_rows & features["image_present"]].mean(axis=0)
+        mean_text = features["text_emb"][train_rows & features["text_present"]].mean(axis=0)
+        return MeanRestorer(mean_image, mean_text) if name == "mean" else SwapRestorer(mean_image, mean_text)
+    if name == "swap":
+        return SwapRestorer()
+    assert corpus is not None
+    if name == "knn":
+        return KnnRestorer(*corpus, k=settings.knn_k)
+    if name == "regression":
+        return RegressionRestorer.fit(*corpus, seed=settings.seed)
+    assert trained is not None
+    models, config = load_restorer_models(trained, device)
+    return DiffusionRestorer(
+        models, config.diffusion, steps=settings.steps, sampler=settings.sampler, batch_size=settings.batch_size,
+        device=device, seed=settings.seed,
+    )  # fmt: skip
+
+
+def masks_for(
+    root: str, dataset: str, eta: float, missing_type: MissingType, seed: int, encoder_id: str
+) -> pa.Table:
+    """The stored masks of (dataset, eta, type, seed), drawn and stored on first use."""
+    store = FeatureStore(root, dataset, encoder_id)
+    manifest = store.manifest() or {}
+    url = mask_url(
+        root, dataset, manifest.get("dataset_fingerprint", "unknown"), mask_name(eta, missing_type, seed)
+    )
+    if not exists(url):
+        splits = np.asarray(store.read_samples().column("split").to_pylist())
+        write_table(url, draw_masks(dataset, splits, eta, missing_type, seed))
+    return read_table(url)
+
+
+@dataclass
+class RestoreResult:
+    store: RestorationStore
+    manifest: dict[str, Any]
+    cached: bool
+
+
+def restore(
+    root: str,
+    dataset: str,
+    encoder_id: str,
+    name: str,
+    eta: float,
+    missing_type: MissingType,
+    mask_seed: int,
+    settings: RestoreSettings,
+    corpus: str | None = None,
+    trained: RestorerStore | None = None,
+    device: str = "cpu",
+) -> RestoreResult:
+    """Fill every masked (or raw-absent) modality of `dataset` with restorer `name`.
+
+    Reports the mean cosine similarity of restored to true features per direction and split,
+    over entries whose true feature exists.
+    """
+    key = restorer_key(name, settings, trained)
+    output = RestorationStore(root, dataset, encoder_id, key, mask_name(eta, missing_type, mask_seed))
+    if output.is_complete():
+        return RestoreResult(output, output.manifest() or {}, cached=True)
+    started = time.perf_counter()
+    features = FeatureStore(root, dataset, encoder_id).read_arrays()
+    masks = masks_for(root, dataset, eta, missing_type, mask_seed, encoder_id)
+    splits = np.asarray(masks.column("split").to_pylist())
+    corpus_features = (
+        corpus_pairs(root, corpus, encoder_id)[:2] if corpus and name in ("knn", "regression") else None
+    )
+    restorer = build_restorer(name, settings, features, splits, corpus_features, trained, device)
+
+    image_missing = masks.column("image_missing").to_numpy() | ~features["image_present"]
+    text_missing = masks.column("text_missing").to_numpy() | ~features["text_present"]
+    filled = {"image_emb": features["image_emb"].copy(), "text_emb": features["text_emb"].copy()}
+    restored = {
+        "image_restored": image_missing & ~text_missing,
+        "text_restored": text_missing & ~image_missing,
+    }
+    quality: dict[str, float] = {}
+    for direction, target, source, flag, present in (
+        ("i2t", "text_emb", "image_emb", "text_restored", "text_present"),
+        ("t2i", "image_emb", "text_emb", "image_restored", "image_present"),
+    ):
+        rows = np.flatnonzero(restored[flag])
+        filled[target][rows] = 0.0
+        if len(rows):
+            filled[target][rows] = restorer.restore(features[source][rows], direction, rows)  # type: ignore[arg-type]
+        for split in np.unique(splits):
+            scored = rows[(splits[rows] == split) & features[present][rows]]
+            if len(scored):
+                quality[f"cosine_{direction}_{split}"] = mean_cosine(
+                    filled[target][scored], features[target][scored]
+                )
+    neither = image_missing & text_missing  # nothing to restore from: both stay zero
+    filled["image_emb"][neither] = 0.0
+    filled["text_emb"][neither] = 0.0
+    manifest = {
+        "dataset": dataset,
+        "encoder_id": encoder_id,
+        "restorer": name,
+        "restorer_key": key,
+        "settings": settings.model_dump(),
+        "eta": eta,
+        "missing_type": missing_type,
+        "mask_seed": mask_seed,
+        "n_image_restored": int(restored["image_restored"].sum()),
+        "n_text_restored": int(restored["text_restored"].sum()),
+        "n_both_absent": int(neither.sum()),
+        "quality": quality,
+        "seconds": time.perf_counter() - started,
+        "code_version": code_version(),
+    }
+    output.write({**filled, **restored}, manifest)
+    return RestoreResult(output, manifest, cached=False)

@@ -1,0 +1,189 @@
+"""Restorers: every way of filling a missing modality, behind one interface.
+
+`restore(available, direction, rows)` takes L2-normalised features of the available modality
+(N x D) and the samples' store rows, and returns features for the missing one in CLIP scale.
+Rows make restorations reproducible: the DiT seeds each sample's noise from (seed, row).
+Direction `i2t` restores text from image, `t2i` image from text. Statistics-based restorers are fitted on the mid-stage
+corpus (`knn`, `regression`, like the DiT) or on the downstream train split (`mean`,
+`swap_gap`: see docs/restorer.md); `oracle` is handed the true features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline.diffusion.core import DiffusionConfig, Sampler, from_diffusion_space, sample, to_diffusion_space
+
+Direction = Literal["i2t", "t2i"]
+RESTORER_NAMES = ("dit", "zero", "mean", "swap", "swap_gap", "knn", "regression", "oracle")
+
+
+def missing_and_available(direction: Direction) -> tuple[str, str]:
+    """(missing modality, available modality) of a direction."""
+    return ("text", "image") if direction == "i2t" else ("image", "text")
+
+
+class Restorer(Protocol):
+    name: str
+
+    def restore(self, available: np.ndarray, direction: Direction, rows: Sequence[int]) -> np.ndarray: ...
+
+
+class ZeroRestorer:
+    name = "zero"
+
+    def restore(self, available: np.ndarray, direction: Direction, rows: Sequence[int]) -> np.ndarray:
+        return np.zeros_like(available)
+
+
+class MeanRestorer:
+    """The mean feature of the missing modality."""
+
+    name = "mean"
+
+    def __init__(self, mean_image: np.ndarray, mean_text: np.ndarray) -> None:
+        self.means = {"image": mean_image, "text": mean_text}
+
+    def restore(self, available: np.ndarray, direction: Direction, rows: Sequence[int]) -> np.ndarray:
+        missing, _ = missing_and_available(direction)
+        return np.broadcast_to(self.means[missing], available.shape).astype(np.float32)
+
+
+class SwapRestorer:
+    """The available feature itself (CLIP's spaces are aligned), optionally shifted across the
+    modality gap mu_missing - mu_available."""
+
+    def __init__(self, mean_image: np.ndarray | None = None, mean_text: np.ndarray | None = None) -> None:
+        self.gap = (
+            None if mean_image is None else {"i2t": mean_text - mean_image, "t2i": mean_image - mean_text}
+        )
+        self.name = "swap" if self.gap is None else "swap_gap"
+
+    def restore(self, available: np.ndarray, direction: Direction, rows: Sequence[int]) -> np.ndarray:
+        if self.gap is None:
+            return available.astype(np.float32, copy=True)
+        return (available + self.gap[direction]).astype(np.float32)
+
+
+class KnnRestorer:
+    """Retrieval (RAGPT-style): the mean partner feature of the k nearest corpus neighbours."""
+
+    name = "knn"
+
+    def __init__(
+        self, corpus_image: np.ndarray, corpus_text: np.ndarray, k: int = 10, chunk: int = 4096
+    ) -> None:
+        self.features = {"image": torch.from_numpy(corpus_image), "text": torch.from_numpy(corpus_text)}
+        self.k, self.chunk = k, chunk
+
+    def restore(self, available: np.ndarray, direction: Direction, rows: Sequence[int]) -> np.ndarray:
+        missing, present = missing_and_available(direction)
+        keys, partners = self.features[present], self.features[missing]
+        out = []
+        for start in range(0, available.shape[0], self.chunk):
+            queries = torch.from_numpy(available[start : start + self.chunk])
+            nearest = (queries @ keys.T).topk(min(self.k, keys.shape[0]), dim=1).indices
+            out.append(partners[nearest].mean(dim=1))
+        return torch.cat(out).numpy() if out else np.zeros_like(available)
+
+
+class RegressionRestorer:
+    """An MLP per direction, fitted on corpus pairs with an MSE loss (a deterministic mapping)."""
+
+    name = "regression"
+
+    def __init__(self, models: dict[str, nn.Module]) -> None:
+        self.models = models
+
+    @staticmethod
+    def fit(
+        corpus_image: np.ndarray, corpus_text: np.ndarray, epochs: int = 30, hidden: int = 512, seed: int = 0
+    ) -> RegressionRestorer:
+        torch.manual_seed(seed)
+        dim = corpus_image.shape[1]
+        pairs = {"i2t": (corpus_image, corpus_text), "t2i": (corpus_text, corpus_image)}
+        models = {}
+        for direction, (source, target) in pairs.items():
+            model = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
+                                  nn.Linear(hidden, dim))  # fmt: skip
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+            x, y = torch.from_numpy(source), torch.from_numpy(target)
+            generator = torch.Generator().manual_seed(seed)
+            for _ in range(epochs):
+                for batch in torch.randperm(len(x), generator=generator).split(256):
+                    loss = nn.functional.mse_loss(model(x[batch]), y[batch])
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+            models[direction] = model.eval().requires_grad_(False)
+        return RegressionRestorer(models)
+
+    def restore(self, available: np.ndarray, direction: Direction, rows: Sequence[int]) -> np.ndarray:
+        with torch.no_grad():
+            return self.models[direction](torch.from_numpy(available)).numpy()
+
+
+class OracleRestorer:
+    """The true missing feature: the complete-data upper bound."""
+
+    name = "oracle"
+
+    def __init__(self, true_image: np.ndarray, true_text: np.ndarray) -> None:
+        self.true = {"image": true_image, "text": true_text}
+
+    def restore(self, available: np.ndarray, direction: Direction, rows: Sequence[int]) -> np.ndarray:
+        missing, _ = missing_and_available(direction)
+        return self.true[missing][np.asarray(rows, dtype=np.int64)].astype(np.float32)
+
+
+class DiffusionRestorer:
+    """The trained conditional DiTs, sampled with S deterministic steps, batched."""
+
+    name = "dit"
+
+    def __init__(
+        self,
+        models: dict[str, nn.Module],
+        diffusion: DiffusionConfig,
+        steps: int = 50,
+        sampler: Sampler = "ddim",
+        batch_size: int = 1024,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+    ) -> None:
+        self.models, self.diffusion, self.seed = models, diffusion, seed
+        self.steps, self.sampler, self.batch_size = steps, sampler, batch_size
+        self.device = torch.device(device)
+
+    def restore(self, available: np.ndarray, direction: Direction, rows: Sequence[int]) -> np.ndarray:
+        model = self.models[direction]
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        seeds = [self.seed * 1_000_003 + int(row) for row in rows]
+        out = []
+        for start in range(0, available.shape[0], self.batch_size):
+            cond = to_diffusion_space(
+                torch.from_numpy(available[start : start + self.batch_size]).to(self.device)
+            )
+            with torch.inference_mode(), autocast:
+                x0 = sample(
+                    model,
+                    cond,
+                    seeds[start : start + self.batch_size],
+                    self.diffusion,
+                    self.steps,
+                    self.sampler,
+                )
+            out.append(from_diffusion_space(x0.float()).cpu())
+        return torch.cat(out).numpy() if out else np.zeros_like(available)
+
+
+def mean_cosine(restored: np.ndarray, true: np.ndarray) -> float:
+    """Mean cosine similarity of restored and true features (rows)."""
+    numerator = (restored * true).sum(axis=1)
+    denominator = np.linalg.norm(restored, axis=1) * np.linalg.norm(true, axis=1)
+    return float(np.mean(numerator / np.maximum(denominator, 1e-12)))

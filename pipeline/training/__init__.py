@@ -1,0 +1,1 @@
+"""Mid-stage restorer training: losses and the resumable training loop."""

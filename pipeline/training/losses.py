@@ -1,0 +1,53 @@
+"""The two training objectives of the restorer (paper eqs. 7, 9 and 10).
+
+Direction names: `i2t` restores text features conditioned on image features, `t2i` the reverse.
+All features here are in diffusion space (x0 = sqrt(D) * z).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler
+from torch import nn
+
+from pipeline.diffusion.core import add_noise, predict_x0
+
+
+def base_loss(
+    model: nn.Module, scheduler: DDPMScheduler, target: torch.Tensor, cond: torch.Tensor, t: torch.Tensor,
+    noise: torch.Tensor,
+) -> torch.Tensor:  # fmt: skip
+    """L_base = ||eps - eps_theta(x_t, c, t)||^2 (eq. 7), mean over batch and dims."""
+    return F.mse_loss(model(add_noise(scheduler, target, noise, t), t, cond), noise)
+
+
+def mutual_loss(
+    i2t: nn.Module,
+    t2i: nn.Module,
+    scheduler: DDPMScheduler,
+    image: torch.Tensor,
+    text: torch.Tensor,
+    t: torch.Tensor,
+    noise_image: torch.Tensor,
+    noise_text: torch.Tensor,
+    tau: int,
+) -> torch.Tensor:
+    """L_mutual (eq. 9) over the samples with t < tau; zero when there are none.
+
+    x0_hat_img is T2I's own eq. 8 estimate of the clean image feature; I2T must still predict
+    the text noise when conditioned on it (and symmetrically). Gradients flow through x0_hat,
+    so each direction is trained to restore features that condition the other one well.
+    """
+    keep = t < tau
+    if not keep.any():
+        return image.new_zeros(())
+    image, text, t = image[keep], text[keep], t[keep]
+    noise_image, noise_text = noise_image[keep], noise_text[keep]
+    noisy_image = add_noise(scheduler, image, noise_image, t)
+    noisy_text = add_noise(scheduler, text, noise_text, t)
+    x0_hat_image = predict_x0(scheduler, noisy_image, t2i(noisy_image, t, text), t)
+    x0_hat_text = predict_x0(scheduler, noisy_text, i2t(noisy_text, t, image), t)
+    i2t_term = F.mse_loss(i2t(noisy_text, t, x0_hat_image), noise_text)
+    t2i_term = F.mse_loss(t2i(noisy_image, t, x0_hat_text), noise_image)
+    return i2t_term + t2i_term

@@ -1,0 +1,50 @@
+"""Encoders: the warmed-up demo CLIP, the modality split of the demo tasks, local checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from pipeline.config import PipelineConfig
+from pipeline.data.demo import DemoAdapter, DemoConfig
+from pipeline.encoders.frozen import EncoderConfig, FrozenEncoder, build_encoder, tiny_model
+
+
+def _encode(encoder: FrozenEncoder, samples: list) -> tuple[np.ndarray, np.ndarray]:
+    pixels = torch.stack([encoder.preprocess(s.image.open()) for s in samples])
+    tokens = encoder.tokenizer([s.text for s in samples])
+    return encoder.encode_images(pixels).numpy(), encoder.encode_texts(tokens).numpy()
+
+
+def _recall_at(similarity: np.ndarray, k: int) -> float:
+    ranks = np.argsort(-similarity, axis=1)[:, :k]
+    return float(np.mean([i in ranks[i] for i in range(len(similarity))]))
+
+
+def test_warmed_up_encoder_retrieves_matching_pairs_far_above_chance(
+    demo_encoder: FrozenEncoder, small_config: PipelineConfig
+) -> None:
+    held_out = DemoConfig(seed=small_config.demo.seed + 100, corpus_size=500)  # unseen corpus samples
+    images, texts = _encode(demo_encoder, list(DemoAdapter("demo-corpus", held_out).samples()))
+    recall = _recall_at(images @ texts.T, 10)
+    chance = 10 / len(images)
+    print(f"\nimage->text R@10 on 500 held-out pairs: {recall:.3f} (chance {chance:.3f})")
+    assert recall > 4 * chance
+
+    random_encoder = build_encoder(EncoderConfig(model="mmr-tiny", pretrained="random"))
+    images, texts = _encode(random_encoder, list(DemoAdapter("demo-corpus", held_out).samples()))
+    assert _recall_at(images @ texts.T, 10) < 2 * chance  # the warm-up, not the data, makes it work
+
+
+def test_a_local_checkpoint_file_loads_with_its_digest(tmp_path: Path) -> None:
+    model, _ = tiny_model("mmr-tiny")
+    path = tmp_path / "my-clip.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    encoder = build_encoder(EncoderConfig(model="mmr-tiny", pretrained=str(path)))
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(encoder.model.state_dict()[name], tensor)
+    assert encoder.encoder_id.startswith("mmr-tiny.my-clip.")
+    assert encoder.embed_dim == 128
