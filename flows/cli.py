@@ -24,6 +24,11 @@ ConfigOption = Annotated[
 ]
 
 
+@app.callback()
+def cli() -> None:
+    """mmr-pipeline: restore missing image or text features with a gated conditional DiT."""
+
+
 def default_store() -> str:
     return os.environ.get("MMR_STORE", "mmr-store")
 

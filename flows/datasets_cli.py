@@ -40,7 +40,8 @@ def _print_report(report: CheckReport) -> None:
     info, console = report.info, Console()
     kind = {"single": "single-label", "multi": "multi-label", "none": "unlabelled"}[info.label_kind]
     console.print(
-        f"[bold]{info.name}[/] at {report.root}: {kind}, metric {info.metric}, {len(info.classes)} classes"
+        f"[bold]{info.name}[/] at {report.root}: {kind}, metric {info.metric}, {len(info.classes)} classes",
+        soft_wrap=True,
     )
     table = Table(
         "split", "samples", "image ok", "missing", "unreadable", "no image", "empty text", "no label"
@@ -65,9 +66,9 @@ def _print_report(report: CheckReport) -> None:
             labels.add_row(name, *(f"{report.labels[split, name]:,}" for split in splits))
         console.print(labels)
     for line in report.bad_images:
-        console.print(f"  {line}", markup=False, highlight=False)
+        console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
     for note, count in report.notes.items():
-        console.print(f"note: {count:,} {note}", markup=False, highlight=False)
+        console.print(f"note: {count:,} {note}", markup=False, highlight=False, soft_wrap=True)
 
 
 @datasets_app.command()

@@ -222,17 +222,17 @@ def _shape_polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[flo
 
 
 def _draw_background(draw: ImageDraw.ImageDraw, kind: str, side: int, rng: np.random.Generator) -> tuple:
-    base = (18, 18, 22) if kind in ("black", "striped", "dotted") else (105, 105, 110)
+    base = (18, 18, 18) if kind in ("black", "striped", "dotted") else (105, 105, 105)
     draw.rectangle((0, 0, side, side), fill=base)
     if kind == "striped":
         step = side // 8
         for y in range(int(rng.integers(step)), side, step):
-            draw.rectangle((0, y, side, y + step // 3), fill=(70, 70, 78))
+            draw.rectangle((0, y, side, y + step // 3), fill=(72, 72, 72))
     elif kind == "dotted":
         step = side // 8
         for y in range(step // 2, side, step):
             for x in range(step // 2, side, step):
-                draw.ellipse((x - step / 6, y - step / 6, x + step / 6, y + step / 6), fill=(80, 80, 88))
+                draw.ellipse((x - step / 6, y - step / 6, x + step / 6, y + step / 6), fill=(82, 82, 82))
     return base
 
 

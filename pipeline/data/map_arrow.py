@@ -120,11 +120,18 @@ LAYOUTS = {
 _READ_LOCK = threading.Lock()  # a reader over an fsspec file seeks; keep one read at a time
 
 
+def _version(url: str) -> str:
+    """fsspec's key of the file's current state (size, mtime...): a rewritten file gets a new one."""
+    fs, path = url_to_fs(url)
+    return str(fs.ukey(path))
+
+
 @functools.lru_cache(maxsize=8)
-def _open_arrow(url: str) -> tuple[pa.ipc.RecordBatchFileReader, tuple[int, ...]]:
+def _open_arrow(url: str, version: str) -> tuple[pa.ipc.RecordBatchFileReader, tuple[int, ...]]:
     """A reader of one arrow file (memory-mapped when local) and the first row of each batch.
 
-    Cached per process, so a loader worker opens each file once, not once per image.
+    Cached per process and file version, so a loader worker opens each file once, not once
+    per image, and never reads a regenerated file through a stale reader.
     """
     fs, path = url_to_fs(url)
     source = pa.memory_map(path) if is_local(url) else fs.open(path, "rb")
@@ -142,10 +149,11 @@ class ArrowRowImage:
 
     path: str
     row: int
+    version: str  # of the file when it was listed
     column: str = "image"
 
     def open(self) -> Image.Image:
-        reader, starts = _open_arrow(self.path)
+        reader, starts = _open_arrow(self.path, self.version)
         batch = bisect.bisect_right(starts, self.row) - 1
         with _READ_LOCK:
             data = reader.get_batch(batch).column(self.column)[self.row - starts[batch]].as_py()
@@ -199,7 +207,8 @@ class MapArrowAdapter(DatasetAdapter):
         layout = self.layout
         for split, our_split in layout.files:
             url = self._url(split)
-            reader, starts = _open_arrow(url)
+            version = _version(url)
+            reader, starts = _open_arrow(url, version)
             wanted = ["image", layout.text_column, "label", *([layout.id_column] if layout.id_column else [])]
             missing = [name for name in wanted if name not in reader.schema.names]
             if missing:
@@ -222,7 +231,7 @@ class MapArrowAdapter(DatasetAdapter):
                         sample_id=f"{split}/{key}",
                         split=our_split,
                         text=first_text(texts[offset]),
-                        image=ArrowRowImage(url, row) if has_image[offset] else None,
+                        image=ArrowRowImage(url, row, version) if has_image[offset] else None,
                         label=layout.decode(labels[offset], where),
                         source=where,
                     )

@@ -106,7 +106,7 @@ class Mmhs11kAdapter(DatasetAdapter):
                 yield Sample(
                     sample_id=tweet,
                     split="val" if carved else split,
-                    text=" ".join(parts),
+                    text=" ".join(part for part in parts if part.strip()),
                     image=FileImage(
                         images.get(tweet)
                         or join(self.root, f"MMHS11K_RGB_{split}", CLASSES[label], f"{tweet}.jpg")

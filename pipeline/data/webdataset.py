@@ -68,15 +68,22 @@ class WebDatasetAdapter(DatasetAdapter):
             yield from self._shard_samples(shard)
 
     def _shard_samples(self, shard: str) -> Iterator[Sample]:
+        """The samples of one shard, streamed; a shard cut short is a layout error, not fewer samples.
+
+        Python's tarfile stops quietly at a truncated header, so the shard must also reach past its
+        last member's data to the two zero blocks that end every complete tar.
+        """
         shard_name = shard.rsplit("/", 1)[-1]
         key: str | None = None
         text: str | None = None
         image: TarSliceImage | None = None
+        end = 0  # where the last member's data (padded to 512-byte blocks) ends
         fs, path = url_to_fs(shard)
         with fs.open(path, "rb") as handle:
             try:
                 with tarfile.open(fileobj=handle, mode="r|") as tar:
                     for member in tar:
+                        end = member.offset_data + -(-member.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
                         if not member.isfile():
                             continue
                         name = member.name.removeprefix("./")
@@ -93,6 +100,8 @@ class WebDatasetAdapter(DatasetAdapter):
                             text = extracted.read().decode("utf-8", errors="replace") if extracted else None
                         elif extension in IMAGE_EXTENSIONS:
                             image = TarSliceImage(shard, member.name, member.offset_data, member.size)
+                if end + 2 * tarfile.BLOCKSIZE > fs.size(path):
+                    raise tarfile.ReadError(f"it ends inside or right after member {key}")
             except (tarfile.ReadError, EOFError) as error:
                 raise DatasetLayoutError(
                     f"{shard} is truncated or not a tar ({error}): re-download that shard or move it out of {self.root}"
