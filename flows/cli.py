@@ -66,31 +66,17 @@ def _device(name: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-@app.command()
-@one_line_errors
-def extract(
-    dataset: Annotated[str, typer.Option(help="Dataset name, or `demo` for all demo datasets.")] = "demo",
-    root: Annotated[str | None, typer.Option(help="Raw dataset folder (not needed for demo).")] = None,
-    store: StoreOption = "",
-    model: Annotated[str, typer.Option(help="open_clip model name, e.g. ViT-B-32.")] = "mmr-tiny",
-    pretrained: Annotated[
-        str, typer.Option(help="open_clip tag (openai), checkpoint path, `demo` or `random`.")
-    ] = "demo",
-    config: ConfigOption = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
-    workers: Annotated[int | None, typer.Option(help="Image-decoding worker processes.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Samples per encoder batch.")] = None,
-) -> None:
-    """Extract frozen-encoder features of a dataset into the feature store (resumable)."""
-    _setup_logging()
+def _features(
+    names: tuple[str, ...], root: str | None, store: str, model: str, pretrained: str, config: str | None,
+    device: str, workers: int | None = None, batch_size: int | None = None, quiet_skips: bool = False,
+) -> str:  # fmt: skip
+    """Extract (or find already extracted) features of `names`; returns the encoder id."""
     from pipeline.config import load_config
-    from pipeline.data.registry import expand, get_adapter
+    from pipeline.data.registry import get_adapter
     from pipeline.encoders.frozen import EncoderConfig
     from pipeline.encoders.warmup import load_encoder
     from pipeline.extraction import extract as run_extraction
 
-    store = store or default_store()
-    names = expand(dataset)
     settings = load_config(config)
     overrides = {key: value for key, value in {"workers": workers, "batch_size": batch_size}.items() if value}
     extraction = settings.extraction.model_copy(update=overrides)
@@ -108,6 +94,8 @@ def extract(
     )
     for adapter in adapters:
         result = run_extraction(adapter, encoder, store, extraction)
+        if quiet_skips and not result.shards_written:
+            continue
         absent = ", ".join(f"{modality} {kind}: {n}" for (modality, kind), n in sorted(result.absent.items()))
         speed = f" ({result.samples_per_second:,.0f} samples/s)" if result.shards_written else ""
         typer.echo(
@@ -116,6 +104,161 @@ def extract(
             f"in {result.seconds:.1f} s{speed} -> {result.url}"
         )
         typer.echo(f"  absent modalities: {absent or 'none'}")
+    return encoder.encoder_id
+
+
+ModelOption = Annotated[str, typer.Option(help="open_clip model name, e.g. ViT-B-32.")]
+PretrainedOption = Annotated[
+    str, typer.Option(help="open_clip tag (openai), checkpoint path, `demo` or `random`.")
+]
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")]
+
+
+@app.command()
+@one_line_errors
+def extract(
+    dataset: Annotated[str, typer.Option(help="Dataset name, or `demo` for all demo datasets.")] = "demo",
+    root: Annotated[str | None, typer.Option(help="Raw dataset folder (not needed for demo).")] = None,
+    store: StoreOption = "",
+    model: ModelOption = "mmr-tiny",
+    pretrained: PretrainedOption = "demo",
+    config: ConfigOption = None,
+    device: DeviceOption = "auto",
+    workers: Annotated[int | None, typer.Option(help="Image-decoding worker processes.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Samples per encoder batch.")] = None,
+) -> None:
+    """Extract frozen-encoder features of a dataset into the feature store (resumable)."""
+    _setup_logging()
+    from pipeline.data.registry import expand
+
+    _features(
+        expand(dataset),
+        root,
+        store or default_store(),
+        model,
+        pretrained,
+        config,
+        device,
+        workers,
+        batch_size,
+    )
+
+
+def _train_config(config: str | None, variant: str | None, stages: int | None, preset: str | None):
+    from pipeline.config import load_config
+    from pipeline.models.dit import DIT_PRESETS, DiTConfig
+
+    train = load_config(config).restorer
+    dit = train.dit.model_dump()
+    if preset:
+        if preset not in DIT_PRESETS:
+            from pipeline.errors import ConfigError
+
+            raise ConfigError(f"unknown DiT preset {preset!r}: choose one of {', '.join(DIT_PRESETS)}")
+        dit.update(DIT_PRESETS[preset])
+    if variant:
+        dit["gating"] = variant
+    updates: dict[str, object] = {"dit": DiTConfig(**dit)}
+    if stages:
+        updates["stages"] = stages
+    return train.model_copy(update=updates)
+
+
+def _corpus_name(corpus: str) -> str:
+    return "demo-corpus" if corpus == "demo" else corpus
+
+
+@app.command()
+@one_line_errors
+def train(
+    corpus: Annotated[str, typer.Option(help="Mid-stage corpus: `demo`, `webdataset`, `coco`...")] = "demo",
+    root: Annotated[str | None, typer.Option(help="Raw corpus folder (not needed for demo).")] = None,
+    store: StoreOption = "",
+    model: ModelOption = "mmr-tiny",
+    pretrained: PretrainedOption = "demo",
+    config: ConfigOption = None,
+    variant: Annotated[str | None, typer.Option(help="gating (ours), adaln, concat or none.")] = None,
+    stages: Annotated[int | None, typer.Option(help="1: L_base only; 2: then L_mutual too.")] = None,
+    preset: Annotated[str | None, typer.Option(help="DiT size preset: demo or paper.")] = None,
+    device: DeviceOption = "auto",
+) -> None:
+    """Train the I2T and T2I restorers on the corpus features (extracts them first if needed)."""
+    _setup_logging()
+    from pipeline.restoration import train as run_training
+
+    store = store or default_store()
+    name = _corpus_name(corpus)
+    encoder_id = _features((name,), root, store, model, pretrained, config, device, quiet_skips=True)
+    trained, result = run_training(store, name, encoder_id, _train_config(config, variant, stages, preset),
+                                   device=_device(device))  # fmt: skip
+    if result is None:
+        typer.echo(f"restorer {trained.restorer_id}: already trained -> {trained.url}")
+        return
+    losses = ", ".join(f"{key} {value:.4f}" for key, value in result.final_losses.items())
+    typer.echo(
+        f"restorer {trained.restorer_id}: steps {result.resumed_from} -> {result.steps} in {result.seconds:.1f} s"
+        f" ({losses}) -> {trained.url}"
+    )
+
+
+@app.command()
+@one_line_errors
+def restore(
+    dataset: Annotated[str, typer.Option(help="Downstream dataset, or `demo` for both demo tasks.")] = "demo",
+    root: Annotated[str | None, typer.Option(help="Raw dataset folder (not needed for demo).")] = None,
+    missing_rate: Annotated[float, typer.Option(help="Fraction eta of samples missing a modality.")] = 0.7,
+    missing_type: Annotated[str, typer.Option(help="image, text or both.")] = "both",
+    restorer: Annotated[
+        str, typer.Option(help="dit, zero, mean, swap, swap_gap, knn, regression, oracle, or all.")
+    ] = "dit",
+    seed: Annotated[int, typer.Option(help="Mask seed.")] = 0,
+    steps: Annotated[int | None, typer.Option(help="Sampling steps S for dit.")] = None,
+    corpus: Annotated[str, typer.Option(help="The mid-stage corpus the restorers learn from.")] = "demo",
+    store: StoreOption = "",
+    model: ModelOption = "mmr-tiny",
+    pretrained: PretrainedOption = "demo",
+    config: ConfigOption = None,
+    variant: Annotated[str | None, typer.Option(help="DiT gating variant.")] = None,
+    stages: Annotated[int | None, typer.Option(help="DiT training stages.")] = None,
+    device: DeviceOption = "auto",
+) -> None:
+    """Fill masked modalities with a restorer and report cosine similarity to the truth."""
+    _setup_logging()
+    from pipeline.config import load_config
+    from pipeline.data.registry import expand
+    from pipeline.masks import MISSING_TYPES
+    from pipeline.restoration import restore as run_restore
+    from pipeline.restoration import train as run_training
+    from pipeline.restorers import RESTORER_NAMES
+
+    if missing_type not in MISSING_TYPES:
+        from pipeline.errors import ConfigError
+
+        raise ConfigError(f"--missing-type {missing_type!r}: use one of {', '.join(MISSING_TYPES)}")
+    store = store or default_store()
+    names = tuple(n for n in expand(dataset) if n != "demo-corpus")
+    corpus_name = _corpus_name(corpus)
+    encoder_id = _features(
+        (*names, corpus_name), root, store, model, pretrained, config, device, quiet_skips=True
+    )
+    restorers = RESTORER_NAMES if restorer == "all" else tuple(restorer.split(","))
+    trained = None
+    if "dit" in restorers:
+        train_config = _train_config(config, variant, stages, None)
+        trained, _ = run_training(store, corpus_name, encoder_id, train_config, device=_device(device))
+    settings = load_config(config).restore
+    if steps:
+        settings = settings.model_copy(update={"steps": steps})
+    for name in names:
+        for restorer_name in restorers:
+            result = run_restore(store, name, encoder_id, restorer_name, missing_rate, missing_type, seed,  # type: ignore[arg-type]
+                                 settings, corpus=corpus_name, trained=trained, device=_device(device))  # fmt: skip
+            quality = result.manifest["quality"]
+            figures = ", ".join(
+                f"{k.removeprefix('cosine_')} {v:.3f}" for k, v in sorted(quality.items()) if "test" in k
+            )
+            cached = " (cached)" if result.cached else ""
+            typer.echo(f"{name} {restorer_name:<10} cosine to truth: {figures}{cached}")
 
 
 def main() -> None:

@@ -57,7 +57,8 @@ def _print_report(report: CheckReport) -> None:
     )
     for split, counts in report.splits.items():
         table.add_row(split, *(f"{getattr(counts, name):,}" for name in columns))
-    table.add_row("all", *(f"{report.total(name):,}" for name in columns), style="bold")
+    overall = report.overall
+    table.add_row("all", *(f"{getattr(overall, name):,}" for name in columns), style="bold")
     console.print(table)
     if report.labels:
         splits = list(report.splits)

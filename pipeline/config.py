@@ -16,6 +16,12 @@ from pipeline.data.demo import DemoConfig
 from pipeline.encoders.warmup import WarmupConfig
 from pipeline.errors import ConfigError
 from pipeline.extraction import ExtractionSettings
+from pipeline.restoration import RestoreSettings
+from pipeline.training.restorer import TrainConfig
+
+# The demo's restorer training: the paper's recipe (AdamW, warm-up + cosine, two stages) at a
+# size and length that fit a 2-core CPU in a few minutes. `--preset paper` is the paper's.
+DEMO_TRAINING = TrainConfig(stage1_epochs=4, stage2_epochs=1, lr=1e-3, warmup_steps=50, checkpoint_every=100)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -26,6 +32,8 @@ class PipelineConfig(BaseModel):
     demo: DemoConfig = DemoConfig()
     warmup: WarmupConfig = WarmupConfig()
     extraction: ExtractionSettings = ExtractionSettings()
+    restorer: TrainConfig = DEMO_TRAINING
+    restore: RestoreSettings = RestoreSettings()
 
 
 def preset_names() -> list[str]:

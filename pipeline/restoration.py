@@ -116,12 +116,14 @@ def build_restorer(
         return MeanRestorer(mean_image, mean_text) if name == "mean" else SwapRestorer(mean_image, mean_text)
     if name == "swap":
         return SwapRestorer()
-    assert corpus is not None
-    if name == "knn":
-        return KnnRestorer(*corpus, k=settings.knn_k)
-    if name == "regression":
+    if name in ("knn", "regression"):
+        if corpus is None:
+            raise ConfigError(f"restorer {name} learns from a mid-stage corpus: pass --corpus")
+        if name == "knn":
+            return KnnRestorer(*corpus, k=settings.knn_k)
         return RegressionRestorer.fit(*corpus, seed=settings.seed)
-    assert trained is not None
+    if trained is None:
+        raise ConfigError("restorer dit needs a trained restorer: run `mmr-pipeline train` first")
     models, config = load_restorer_models(trained, device)
     return DiffusionRestorer(
         models, config.diffusion, steps=settings.steps, sampler=settings.sampler, batch_size=settings.batch_size,

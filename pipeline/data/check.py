@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from itertools import islice
 from typing import Protocol, runtime_checkable
 
@@ -54,16 +54,20 @@ class CheckReport:
     notes: dict[str, int] = field(default_factory=dict)
 
     @property
-    def n_samples(self) -> int:
-        return sum(counts.samples for counts in self.splits.values())
-
-    def total(self, name: str) -> int:
-        return sum(getattr(counts, name) for counts in self.splits.values())
+    def overall(self) -> SplitCounts:
+        """The counts summed over all splits."""
+        return SplitCounts(
+            **{
+                item.name: sum(getattr(c, item.name) for c in self.splits.values())
+                for item in fields(SplitCounts)
+            }
+        )
 
     @property
     def problems(self) -> list[str]:
         """Why the layout cannot be used as it is; empty when it can."""
-        if not self.n_samples:
+        overall = self.overall
+        if not overall.samples:
             return [
                 f"{self.info.name} lists no samples under {self.root}: pass the folder that holds the dataset"
             ]
@@ -71,18 +75,18 @@ class CheckReport:
         empty = [split for split in self.info.splits if not self.splits.get(split, SplitCounts()).samples]
         if empty:
             found.append(f"split {empty[0]} has no samples: check its split file (or the val_percent option)")
-        referenced = self.n_samples - self.total("image_absent")
-        if referenced and self.total("image_missing") == referenced:
+        referenced = overall.samples - overall.image_absent
+        if referenced and overall.image_missing == referenced:
             found.append(
                 f"none of the {referenced} image files exists (first: {self.bad_images[0]}): "
                 "extract the images where the layout expects them"
             )
-        if self.total("unknown_label"):
+        if overall.unknown_label:
             found.append(
-                f"{self.total('unknown_label')} samples have labels outside the {len(self.info.classes)} classes"
+                f"{overall.unknown_label} samples have labels outside the {len(self.info.classes)} classes"
             )
-        if self.info.label_kind == "single" and self.total("unlabelled"):
-            found.append(f"{self.total('unlabelled')} samples of a single-label dataset have no label")
+        if self.info.label_kind == "single" and overall.unlabelled:
+            found.append(f"{overall.unlabelled} samples of a single-label dataset have no label")
         return found
 
 

@@ -15,8 +15,8 @@ the sorted class names the raw `food101` adapter uses. Text is the first non-bla
 of the text list (for MM-IMDb: the first plot; MAP trains on every plot as its own row).
 
 The files are opened with pyarrow memory mapping and only the text and label columns are
-read while listing; each sample's image is an `ArrowRowImage` (file + row) that reads that
-one row's bytes when the loader opens it, so no image bytes are held in memory.
+read while listing; each sample's image is an `ArrowRowImage` (file, row, file version) that
+reads that one row's bytes when the loader opens it, so no image bytes are held in memory.
 """
 
 from __future__ import annotations
@@ -41,21 +41,21 @@ from stores.fs import exists, is_local, join, url_to_fs
 
 # MAP's datasets/Food101/class_idx.json: label index -> class name.
 MAP_FOOD101_ORDER = (
-    "frozen_yogurt", "tacos", "gnocchi", "ramen", "sushi", "spaghetti_carbonara", "foie_gras", "club_sandwich",
-    "chicken_curry", "caprese_salad", "guacamole", "fish_and_chips", "seaweed_salad", "samosa", "shrimp_and_grits",
-    "prime_rib", "cheese_plate", "grilled_cheese_sandwich", "omelette", "macarons", "pancakes", "paella",
-    "crab_cakes", "onion_rings", "poutine", "panna_cotta", "hamburger", "eggs_benedict", "pizza", "cup_cakes",
-    "red_velvet_cake", "huevos_rancheros", "french_toast", "pad_thai", "beef_tartare", "beet_salad",
-    "garlic_bread", "escargots", "cheesecake", "tuna_tartare", "french_fries", "pulled_pork_sandwich", "ravioli",
-    "clam_chowder", "baby_back_ribs", "pork_chop", "chicken_quesadilla", "grilled_salmon", "dumplings",
-    "fried_rice", "macaroni_and_cheese", "hot_and_sour_soup", "tiramisu", "lobster_roll_sandwich",
-    "filet_mignon", "lobster_bisque", "risotto", "takoyaki", "waffles", "miso_soup", "scallops", "hummus",
-    "french_onion_soup", "spaghetti_bolognese", "gyoza", "sashimi", "caesar_salad", "donuts", "pho",
-    "creme_brulee", "edamame", "apple_pie", "carrot_cake", "croque_madame", "chocolate_cake", "mussels",
-    "chocolate_mousse", "deviled_eggs", "ice_cream", "chicken_wings", "steak", "churros", "beignets",
-    "breakfast_burrito", "spring_rolls", "lasagna", "cannoli", "nachos", "bruschetta", "hot_dog", "greek_salad",
-    "beef_carpaccio", "falafel", "strawberry_shortcake", "bread_pudding", "ceviche", "peking_duck", "bibimbap",
-    "oysters", "fried_calamari", "baklava",
+    "frozen_yogurt", "tacos", "gnocchi", "ramen", "sushi", "spaghetti_carbonara", "foie_gras",
+    "club_sandwich", "chicken_curry", "caprese_salad", "guacamole", "fish_and_chips", "seaweed_salad",
+    "samosa", "shrimp_and_grits", "prime_rib", "cheese_plate", "grilled_cheese_sandwich", "omelette",
+    "macarons", "pancakes", "paella", "crab_cakes", "onion_rings", "poutine", "panna_cotta", "hamburger",
+    "eggs_benedict", "pizza", "cup_cakes", "red_velvet_cake", "huevos_rancheros", "french_toast", "pad_thai",
+    "beef_tartare", "beet_salad", "garlic_bread", "escargots", "cheesecake", "tuna_tartare", "french_fries",
+    "pulled_pork_sandwich", "ravioli", "clam_chowder", "baby_back_ribs", "pork_chop", "chicken_quesadilla",
+    "grilled_salmon", "dumplings", "fried_rice", "macaroni_and_cheese", "hot_and_sour_soup", "tiramisu",
+    "lobster_roll_sandwich", "filet_mignon", "lobster_bisque", "risotto", "takoyaki", "waffles", "miso_soup",
+    "scallops", "hummus", "french_onion_soup", "spaghetti_bolognese", "gyoza", "sashimi", "caesar_salad",
+    "donuts", "pho", "creme_brulee", "edamame", "apple_pie", "carrot_cake", "croque_madame", "chocolate_cake",
+    "mussels", "chocolate_mousse", "deviled_eggs", "ice_cream", "chicken_wings", "steak", "churros",
+    "beignets", "breakfast_burrito", "spring_rolls", "lasagna", "cannoli", "nachos", "bruschetta", "hot_dog",
+    "greek_salad", "beef_carpaccio", "falafel", "strawberry_shortcake", "bread_pudding", "ceviche",
+    "peking_duck", "bibimbap", "oysters", "fried_calamari", "baklava",
 )  # fmt: skip
 FOOD101_CLASSES = tuple(sorted(MAP_FOOD101_ORDER))
 REGENERATE = "regenerate it with MAP's make_arrow.py"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from pipeline.errors import ConfigError, DatasetLayoutError
@@ -64,13 +64,10 @@ def first_text(values: object) -> str | None:
     return next((str(value) for value in values or () if value and str(value).strip()), None)
 
 
-def names_option(
-    option: str, value: str | Iterable[str], allowed: Sequence[str] | None = None
-) -> tuple[str, ...]:
+def names_option(option: str, value: object, allowed: Sequence[str] | None = None) -> tuple[str, ...]:
     """A list option given as a sequence or, from the command line, as "a,b,c"."""
-    names = tuple(
-        part.strip() for part in (value.split(",") if isinstance(value, str) else value) if part.strip()
-    )
+    parts = value.split(",") if isinstance(value, str) else value if isinstance(value, list | tuple) else ()
+    names = tuple(str(part).strip() for part in parts if str(part).strip())
     unknown = [name for name in names if allowed is not None and name not in allowed]
     if not names or unknown:
         choices = f": choose from {', '.join(allowed)}" if allowed else ""

@@ -24,7 +24,7 @@ from PIL import Image
 from pipeline.data.adapter import DatasetAdapter, DatasetInfo
 from pipeline.data.sample import BytesImage, Sample
 from pipeline.errors import DatasetLayoutError
-from stores.fs import exists, url_to_fs
+from stores.fs import exists, join, url_to_fs
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 
@@ -53,7 +53,9 @@ class WebDatasetAdapter(DatasetAdapter):
     def __init__(self, root: str, name: str = "webdataset") -> None:
         self.root = root
         fs, path = url_to_fs(root)
-        self.shards = sorted(fs.unstrip_protocol(shard) for shard in fs.glob(f"{path.rstrip('/')}/*.tar"))
+        self.shards = sorted(
+            join(root, shard.rsplit("/", 1)[-1]) for shard in fs.glob(f"{path.rstrip('/')}/*.tar")
+        )
         if not exists(root) or not self.shards:
             raise DatasetLayoutError(
                 f"no *.tar shards under {root}: pass the folder img2dataset wrote (--output_format webdataset) as --root"

@@ -52,7 +52,9 @@ def write_truncated(path: Path) -> Path:
 @pytest.fixture()
 def files() -> SimpleNamespace:
     """The image writers: files.image(path), files.garbage(path), files.truncated(path), files.encoded()."""
-    return SimpleNamespace(image=write_image, garbage=write_garbage, truncated=write_truncated, encoded=image_bytes)
+    return SimpleNamespace(
+        image=write_image, garbage=write_garbage, truncated=write_truncated, encoded=image_bytes
+    )
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipeline.data.check import check_dataset
+from pipeline.data.check import SplitCounts, check_dataset
 from pipeline.data.coco import CocoAdapter
 from pipeline.data.registry import get_adapter
 from pipeline.data.webdataset import TarSliceImage, WebDatasetAdapter
@@ -57,7 +57,9 @@ def write_shards(root: Path, files: SimpleNamespace) -> None:
 def test_webdataset_keys_texts_and_offset_images(tmp_path: Path, files: SimpleNamespace) -> None:
     write_shards(tmp_path / "cc", files)
     adapter = get_adapter("webdataset", str(tmp_path / "cc"), {"name": "cc-mini"})
-    assert adapter.info.name == "cc-mini" and adapter.info.label_kind == "none" and adapter.info.metric == "none"
+    assert (
+        adapter.info.name == "cc-mini" and adapter.info.label_kind == "none" and adapter.info.metric == "none"
+    )
     assert adapter.info.splits == ("corpus",)
     samples = list(adapter.samples())
     assert [s.sample_id for s in samples] == ["000000000", "000000001", "000000002", "000010000", "000010001"]
@@ -77,7 +79,9 @@ def test_webdataset_check_and_extraction(
     adapter = WebDatasetAdapter(str(tmp_path / "cc"))
     report = check_dataset(adapter, str(tmp_path / "cc"), progress=False)
     assert report.splits["corpus"].samples == 5 and not report.labels and not report.problems
-    assert (report.total("image_absent"), report.total("image_unreadable"), report.total("empty_text")) == (1, 1, 1)
+    assert report.overall == SplitCounts(
+        samples=5, image_ok=3, image_unreadable=1, image_absent=1, empty_text=1
+    )
     assert run_check("webdataset", tmp_path / "cc").exit_code == 0
 
     extracted = run_extract(adapter, workers=1)
@@ -138,7 +142,9 @@ def test_coco_caption_pairs_first_captions_and_absences(
         ("train2017/30", None),
     ]
     report = check_dataset(pairs, str(tmp_path / "coco"), progress=False)
-    assert (report.total("image_missing"), report.total("image_unreadable"), report.total("empty_text")) == (1, 1, 1)
+    assert report.overall == SplitCounts(
+        samples=4, image_ok=2, image_missing=1, image_unreadable=1, empty_text=1
+    )
     assert run_check("coco", tmp_path / "coco", "captions=first").exit_code == 0
 
     extracted = run_extract(pairs)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
-from pipeline.data.check import check_dataset
+from pipeline.data.check import SplitCounts, check_dataset
 from pipeline.data.food101 import Food101Adapter
 from pipeline.data.raw import held_out_for_val
 from pipeline.data.registry import get_adapter
@@ -15,7 +15,9 @@ from pipeline.data.registry import get_adapter
 
 def first_held_out(prefix: str) -> str:
     """The first `<prefix>_<n>.jpg` that the 10 % val rule moves to val (so the fixture has a val split)."""
-    return next(f"{prefix}_{n}.jpg" for n in range(1000) if held_out_for_val("food101", f"train/{prefix}_{n}.jpg", 10))
+    return next(
+        f"{prefix}_{n}.jpg" for n in range(1000) if held_out_for_val("food101", f"train/{prefix}_{n}.jpg", 10)
+    )
 
 
 def write_food101(root: Path, files: SimpleNamespace, header: bool = False) -> dict[str, list[list[str]]]:
@@ -77,7 +79,9 @@ def test_check_and_extraction_count_every_absence(
     adapter = Food101Adapter(str(tmp_path / "food"))
     report = check_dataset(adapter, str(tmp_path / "food"), progress=False)
     assert {split: c.samples for split, c in report.splits.items()} == {"train": 3, "val": 1, "test": 2}
-    assert (report.total("image_missing"), report.total("image_unreadable"), report.total("empty_text")) == (1, 1, 1)
+    assert report.overall == SplitCounts(
+        samples=6, image_ok=4, image_missing=1, image_unreadable=1, empty_text=1
+    )
     assert report.labels["train", "baby_back_ribs"] == 2
     assert report.notes == {"images in images/train without a row in texts/train_titles.csv (not samples)": 1}
 

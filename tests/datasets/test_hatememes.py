@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
-from pipeline.data.check import check_dataset
+from pipeline.data.check import SplitCounts, check_dataset
 from pipeline.data.hatememes import HatefulMemesAdapter
 from pipeline.data.registry import get_adapter
 
@@ -17,7 +17,9 @@ SPLITS = {
         {"id": 23058, "img": "img/23058.png", "label": 1, "text": ""},
         {"id": 13894, "img": "img/13894.png", "label": 0, "text": "putting bows on your pet"},
     ],
-    "dev.jsonl": [{"id": 8291, "img": "img/08291.png", "label": 1, "text": "white people is this a shooting range"}],
+    "dev.jsonl": [
+        {"id": 8291, "img": "img/08291.png", "label": 1, "text": "white people is this a shooting range"}
+    ],
     "test_seen.jsonl": [
         {"id": 16395, "img": "img/16395.png", "label": 1, "text": "handjobs sold seperately"},
         {"id": 37405, "img": "img/37405.png", "label": 0, "text": "introducing fidget spinner for women"},
@@ -63,7 +65,9 @@ def test_check_and_extraction(
     write_memes(tmp_path / "hm", files)
     adapter = HatefulMemesAdapter(str(tmp_path / "hm"))
     report = check_dataset(adapter, str(tmp_path / "hm"), progress=False)
-    assert (report.total("image_missing"), report.total("image_unreadable"), report.total("empty_text")) == (1, 1, 1)
+    assert report.overall == SplitCounts(
+        samples=6, image_ok=4, image_missing=1, image_unreadable=1, empty_text=1
+    )
     assert report.labels["test", "hateful"] == 1
     assert run_check("hatememes", tmp_path / "hm").exit_code == 0
 
@@ -82,8 +86,12 @@ def test_bad_label_bad_line_and_wrong_root(
     assert "no img under" in refused(run_check("hatememes", tmp_path))
     write_memes(tmp_path / "hm", files)
     train = tmp_path / "hm" / "train.jsonl"
-    train.write_text(train.read_text() + json.dumps({"id": 1, "img": "img/1.png", "label": 2, "text": "x"}) + "\n")
-    assert "train.jsonl line 4: label 2 is not one of 0, 1" in refused(run_check("hatememes", tmp_path / "hm"))
+    train.write_text(
+        train.read_text() + json.dumps({"id": 1, "img": "img/1.png", "label": 2, "text": "x"}) + "\n"
+    )
+    assert "train.jsonl line 4: label 2 is not one of 0, 1" in refused(
+        run_check("hatememes", tmp_path / "hm")
+    )
     train.write_text("{not json\n")
     assert "train.jsonl line 1 is not a JSON object" in refused(run_check("hatememes", tmp_path / "hm"))
     (tmp_path / "hm" / "test_seen.jsonl").unlink()

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pyarrow as pa
 import pytest
 
-from pipeline.data.check import check_dataset
+from pipeline.data.check import SplitCounts, check_dataset
 from pipeline.data.map_arrow import FOOD101_CLASSES, ArrowRowImage, MapArrowAdapter
 from pipeline.data.mmimdb import GENRES
 from pipeline.data.registry import get_adapter
@@ -50,7 +50,9 @@ def write_mmimdb_arrows(root: Path, files: SimpleNamespace) -> None:
     dev = mmimdb_rows(files, ["0004"], [good])
     dev["plots"] = [["", "  "]]
     write_arrow(root / "mmimdb_dev.arrow", [dev])
-    write_arrow(root / "mmimdb_test.arrow", [mmimdb_rows(files, ["0005", "0006"], [good, files.encoded((0, 0, 255))])])
+    write_arrow(
+        root / "mmimdb_test.arrow", [mmimdb_rows(files, ["0005", "0006"], [good, files.encoded((0, 0, 255))])]
+    )
 
 
 def test_mmimdb_arrow_rows_texts_and_labels(tmp_path: Path, files: SimpleNamespace) -> None:
@@ -83,7 +85,9 @@ def test_check_and_extraction_through_a_worker_process(
     write_mmimdb_arrows(tmp_path / "arrows", files)
     adapter = MapArrowAdapter(str(tmp_path / "arrows"), dataset="mmimdb")
     report = check_dataset(adapter, str(tmp_path / "arrows"), progress=False)
-    assert (report.total("image_absent"), report.total("image_unreadable"), report.total("empty_text")) == (1, 1, 1)
+    assert report.overall == SplitCounts(
+        samples=6, image_ok=4, image_unreadable=1, image_absent=1, empty_text=1
+    )
     assert report.labels["val", "War"] == 1
     assert run_check("map-arrow", tmp_path / "arrows", "dataset=mmimdb").exit_code == 0
 
@@ -96,7 +100,9 @@ def test_check_and_extraction_through_a_worker_process(
     }
 
 
-def test_food101_labels_map_from_maps_class_order_to_sorted_names(tmp_path: Path, files: SimpleNamespace) -> None:
+def test_food101_labels_map_from_maps_class_order_to_sorted_names(
+    tmp_path: Path, files: SimpleNamespace
+) -> None:
     root = tmp_path / "food"
     root.mkdir()
     for split, labels in (("train", [0, 71]), ("val", [1]), ("test", [100])):

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 from openpyxl import Workbook
 
-from pipeline.data.check import check_dataset
+from pipeline.data.check import SplitCounts, check_dataset
 from pipeline.data.mmhs11k import Mmhs11kAdapter
 from pipeline.data.raw import held_out_for_val
 from pipeline.data.registry import get_adapter
@@ -81,7 +81,9 @@ def test_check_and_extraction(
     adapter = Mmhs11kAdapter(str(tmp_path / "mmhs"))
     report = check_dataset(adapter, str(tmp_path / "mmhs"), progress=False)
     assert {split: c.samples for split, c in report.splits.items()} == {"train": 3, "val": 1, "test": 2}
-    assert (report.total("image_missing"), report.total("image_unreadable"), report.total("empty_text")) == (1, 1, 1)
+    assert report.overall == SplitCounts(
+        samples=6, image_ok=4, image_missing=1, image_unreadable=1, empty_text=1
+    )
     assert report.labels["train", "Hate"] == 2 and report.labels["val", "No-Hate"] == 1
     result = run_check("mmhs11k", tmp_path / "mmhs")
     assert result.exit_code == 0, result.output
@@ -100,13 +102,18 @@ def test_unknown_label_missing_column_and_wrong_root(
 ) -> None:
     assert "no MMHS11K_train.xlsx under" in refused(run_check("mmhs11k", tmp_path))
     rows = write_mmhs11k(tmp_path / "mmhs", files)
-    write_book(tmp_path / "mmhs" / "MMHS11K_test.xlsx", [*rows["test"], ["17", "...", "hm", "NIL", "NIL", "Offensive"]])
+    write_book(
+        tmp_path / "mmhs" / "MMHS11K_test.xlsx",
+        [*rows["test"], ["17", "...", "hm", "NIL", "NIL", "Offensive"]],
+    )
     line = refused(run_check("mmhs11k", tmp_path / "mmhs"))
     assert "MMHS11K_test.xlsx row 4: label 'Offensive' is not one of No-Hate, Hate" in line
 
     book = Workbook()
     book.active.append(["Tweet_Id", "Text", "Label"])
     book.save(tmp_path / "mmhs" / "MMHS11K_test.xlsx")
-    assert "MMHS11K_test.xlsx has no column 'Text (English)'" in refused(run_check("mmhs11k", tmp_path / "mmhs"))
+    assert "MMHS11K_test.xlsx has no column 'Text (English)'" in refused(
+        run_check("mmhs11k", tmp_path / "mmhs")
+    )
     (tmp_path / "mmhs" / "MMHS11K_test.xlsx").write_bytes(b"not a workbook")
     assert "is not a readable xlsx workbook" in refused(run_check("mmhs11k", tmp_path / "mmhs"))

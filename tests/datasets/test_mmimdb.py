@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipeline.data.check import check_dataset
+from pipeline.data.check import SplitCounts, check_dataset
 from pipeline.data.mmimdb import GENRES, MmImdbAdapter
 from pipeline.data.registry import get_adapter
 from pipeline.errors import DatasetLayoutError
@@ -31,7 +31,9 @@ def write_original(root: Path, files: SimpleNamespace) -> Path:
     for movie, (split, plot, genres, image) in MOVIES.items():
         splits[split].append(movie)
         (root / "dataset").mkdir(parents=True, exist_ok=True)
-        (root / "dataset" / f"{movie}.json").write_text(json.dumps({"plot": plot, "genres": genres, "year": 1999}))
+        (root / "dataset" / f"{movie}.json").write_text(
+            json.dumps({"plot": plot, "genres": genres, "year": 1999})
+        )
         if image in writers:
             writers[image](root / "dataset" / f"{movie}.jpeg")
     (root / "split.json").write_text(json.dumps(splits))
@@ -83,9 +85,14 @@ def test_check_counts_absences_and_genres_outside_the_23(
 ) -> None:
     root = write_original(tmp_path / "mmimdb", files)
     report = check_dataset(MmImdbAdapter(str(root)), str(root), progress=False)
-    assert {split: counts.samples for split, counts in report.splits.items()} == {"train": 3, "val": 1, "test": 2}
-    assert report.total("image_missing") == 1 and report.total("image_unreadable") == 2
-    assert report.total("empty_text") == 1 and report.total("unlabelled") == 1
+    assert {split: counts.samples for split, counts in report.splits.items()} == {
+        "train": 3,
+        "val": 1,
+        "test": 2,
+    }
+    assert report.overall == SplitCounts(
+        samples=6, image_ok=3, image_missing=1, image_unreadable=2, empty_text=1, unlabelled=1
+    )
     assert report.labels["train", "Drama"] == 1 and report.labels["test", "Film-Noir"] == 1
     assert report.notes == {
         "genre 'Reality-TV' is not one of the 23 labels (ignored)": 1,

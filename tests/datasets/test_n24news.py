@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipeline.data.check import check_dataset
+from pipeline.data.check import SplitCounts, check_dataset
 from pipeline.data.n24news import N24NewsAdapter
 from pipeline.data.registry import get_adapter
 from pipeline.errors import ConfigError
@@ -71,7 +71,9 @@ def test_check_and_extraction(
     write_n24news(tmp_path / "n24", files)
     adapter = N24NewsAdapter(str(tmp_path / "n24"))
     report = check_dataset(adapter, str(tmp_path / "n24"), progress=False)
-    assert (report.total("image_missing"), report.total("image_unreadable"), report.total("empty_text")) == (2, 1, 1)
+    assert report.overall == SplitCounts(
+        samples=6, image_ok=3, image_missing=2, image_unreadable=1, empty_text=1
+    )
     assert report.labels["test", "Science"] == 1 and not report.problems
     result = run_check("n24news", tmp_path / "n24", "text_fields=headline,body")
     assert result.exit_code == 0, result.output
