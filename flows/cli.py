@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
-from pipeline.errors import MMRError
+from flows.cli_errors import one_line_errors
+from flows.datasets_cli import datasets_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -31,25 +29,6 @@ def cli() -> None:
 
 def default_store() -> str:
     return os.environ.get("MMR_STORE", "mmr-store")
-
-
-def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Report a user's mistake as one `error:` line and exit 2; bugs keep their traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except MMRError as error:
-            typer.echo(f"error: {error}", err=True)
-            raise typer.Exit(2) from None
-        except ValidationError as error:
-            problem = error.errors()[0]
-            where = ".".join(str(part) for part in problem["loc"]) or "input"
-            typer.echo(f"error: {where}: {problem['msg']}", err=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 def _setup_logging() -> None:
@@ -259,6 +238,9 @@ def restore(
             )
             cached = " (cached)" if result.cached else ""
             typer.echo(f"{name} {restorer_name:<10} cosine to truth: {figures}{cached}")
+
+
+app.add_typer(datasets_app, name="datasets")
 
 
 def main() -> None:

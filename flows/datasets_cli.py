@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from flows.cli import one_line_errors
+from flows.cli_errors import one_line_errors
 from pipeline.data.check import CheckReport, check_dataset
 from pipeline.errors import ConfigError, DatasetLayoutError
 

@@ -22,6 +22,37 @@ def base_loss(
     return F.mse_loss(model(add_noise(scheduler, target, noise, t), t, cond), noise)
 
 
+def mutual_terms(
+    i2t: nn.Module,
+    t2i: nn.Module,
+    scheduler: DDPMScheduler,
+    image: torch.Tensor,
+    text: torch.Tensor,
+    t: torch.Tensor,
+    noise_image: torch.Tensor,
+    noise_text: torch.Tensor,
+    tau: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The I2T and T2I terms of L_mutual (eq. 9) over the samples with t < tau (zeros if none).
+
+    x0_hat_img is T2I's own eq. 8 estimate of the clean image feature; I2T must still predict
+    the text noise when conditioned on it (and symmetrically). Gradients flow through x0_hat,
+    so each direction is trained to restore features that condition the other one well.
+    """
+    keep = t < tau
+    if not keep.any():
+        return image.new_zeros(()), image.new_zeros(())
+    image, text, t = image[keep], text[keep], t[keep]
+    noise_image, noise_text = noise_image[keep], noise_text[keep]
+    noisy_image = add_noise(scheduler, image, noise_image, t)
+    noisy_text = add_noise(scheduler, text, noise_text, t)
+    x0_hat_image = predict_x0(scheduler, noisy_image, t2i(noisy_image, t, text), t)
+    x0_hat_text = predict_x0(scheduler, noisy_text, i2t(noisy_text, t, image), t)
+    i2t_term = F.mse_loss(i2t(noisy_text, t, x0_hat_image), noise_text)
+    t2i_term = F.mse_loss(t2i(noisy_image, t, x0_hat_text), noise_image)
+    return i2t_term, t2i_term
+
+
 def mutual_loss(
     i2t: nn.Module,
     t2i: nn.Module,
@@ -33,21 +64,6 @@ def mutual_loss(
     noise_text: torch.Tensor,
     tau: int,
 ) -> torch.Tensor:
-    """L_mutual (eq. 9) over the samples with t < tau; zero when there are none.
-
-    x0_hat_img is T2I's own eq. 8 estimate of the clean image feature; I2T must still predict
-    the text noise when conditioned on it (and symmetrically). Gradients flow through x0_hat,
-    so each direction is trained to restore features that condition the other one well.
-    """
-    keep = t < tau
-    if not keep.any():
-        return image.new_zeros(())
-    image, text, t = image[keep], text[keep], t[keep]
-    noise_image, noise_text = noise_image[keep], noise_text[keep]
-    noisy_image = add_noise(scheduler, image, noise_image, t)
-    noisy_text = add_noise(scheduler, text, noise_text, t)
-    x0_hat_image = predict_x0(scheduler, noisy_image, t2i(noisy_image, t, text), t)
-    x0_hat_text = predict_x0(scheduler, noisy_text, i2t(noisy_text, t, image), t)
-    i2t_term = F.mse_loss(i2t(noisy_text, t, x0_hat_image), noise_text)
-    t2i_term = F.mse_loss(t2i(noisy_image, t, x0_hat_text), noise_image)
+    """L_mutual: the sum of both consistency terms."""
+    i2t_term, t2i_term = mutual_terms(i2t, t2i, scheduler, image, text, t, noise_image, noise_text, tau)
     return i2t_term + t2i_term

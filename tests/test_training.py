@@ -1,0 +1,126 @@
+"""Restorer training: the mutual-learning loss, and a killed run that resumes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.diffusion.core import DiffusionConfig, training_scheduler
+from pipeline.models.dit import ConditionalDiT, DiTConfig
+from pipeline.training.losses import mutual_loss, mutual_terms
+from stores.restorer_store import RestorerStore
+
+SMALL = DiTConfig(feature_dim=16, n_tokens=4, width=16, depth=2, heads=2)
+
+
+def _models() -> tuple[ConditionalDiT, ConditionalDiT]:
+    torch.manual_seed(0)
+    models = ConditionalDiT(SMALL), ConditionalDiT(SMALL)
+    for model in models:  # a trained-like output layer, so gradients reach every part
+        torch.nn.init.normal_(model.final.weight, std=0.1)
+    return models
+
+
+def _inputs(t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    generator = torch.Generator().manual_seed(1)
+    return tuple(torch.randn(len(t), 16, generator=generator) for _ in range(4))
+
+
+def _grad_norm(model: torch.nn.Module) -> float:
+    return sum(float(p.grad.abs().sum()) for p in model.parameters() if p.grad is not None)
+
+
+def test_mutual_loss_is_zero_and_gradient_free_when_no_t_is_below_tau() -> None:
+    i2t, t2i = _models()
+    scheduler = training_scheduler(DiffusionConfig())
+    t = torch.tensor([50, 60, 999, 400])
+    loss = mutual_loss(i2t, t2i, scheduler, *_inputs(t)[:2], t, *_inputs(t)[2:], tau=50)
+    assert loss.item() == 0.0 and not loss.requires_grad
+
+
+def test_mutual_loss_uses_only_samples_below_tau() -> None:
+    i2t, t2i = _models()
+    scheduler = training_scheduler(DiffusionConfig())
+    image, text, noise_image, noise_text = _inputs(torch.zeros(4))
+    mixed = mutual_loss(i2t, t2i, scheduler, image, text, torch.tensor([3, 900, 10, 700]), noise_image,
+                        noise_text, tau=50)  # fmt: skip
+    keep = torch.tensor([0, 2])
+    only_low = mutual_loss(i2t, t2i, scheduler, image[keep], text[keep], torch.tensor([3, 10]), noise_image[keep],
+                           noise_text[keep], tau=50)  # fmt: skip
+    torch.testing.assert_close(mixed, only_low)
+
+
+def test_each_mutual_term_trains_the_other_direction_through_x0_hat() -> None:
+    """The I2T term conditions on T2I's x0_hat: its gradient must reach T2I (and vice versa)."""
+    scheduler = training_scheduler(DiffusionConfig())
+    t = torch.tensor([1, 5, 20, 49])
+    for which in (0, 1):
+        i2t, t2i = _models()
+        terms = mutual_terms(i2t, t2i, scheduler, *_inputs(t)[:2], t, *_inputs(t)[2:], tau=50)
+        terms[which].backward()
+        assert _grad_norm(i2t) > 0 and _grad_norm(t2i) > 0
+
+
+def _train_command(config: Path, store: Path) -> list[str]:
+    return [sys.executable, "-m", "flows.cli", "train", "--corpus", "demo", "--config", str(config),
+            "--store", str(store)]  # fmt: skip
+
+
+@pytest.fixture()
+def tiny_training_config(small_config, tmp_path: Path) -> Path:
+    settings = small_config.model_dump(mode="json")
+    settings["restorer"].update(stage1_epochs=6, stage2_epochs=2, checkpoint_every=15, batch_size=64)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(settings))
+    return path
+
+
+def _losses(store_root: Path) -> tuple[RestorerStore, dict[int, dict]]:
+    (restorer_id,) = [p.name for p in (store_root / "restorers").iterdir()]
+    store = RestorerStore(str(store_root), restorer_id)
+    return store, {row["step"]: row for row in store.read_losses().to_pylist()}
+
+
+def test_killed_training_resumes_from_its_checkpoint_and_continues_the_loss_curve(
+    warm_store: Path, tmp_path: Path, tiny_training_config: Path
+) -> None:
+    import shutil
+
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    for root in (reference, resumed):
+        shutil.copytree(warm_store / "encoders", root / "encoders")
+    subprocess.run(_train_command(tiny_training_config, reference), check=True, capture_output=True)
+    expected_store, expected = _losses(reference)
+    total = max(expected)
+    assert expected_store.is_complete() and total > 45
+
+    process = subprocess.Popen(_train_command(tiny_training_config, resumed), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 300
+    pointer = resumed / "restorers"
+    while time.monotonic() < deadline and process.poll() is None:
+        found = list(pointer.glob("*/latest.json"))
+        if found and json.loads(found[0].read_text())["step"] >= 30:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    store, _ = _losses(resumed)
+    stopped_at = json.loads((Path(store.url) / "latest.json").read_text())["step"]
+    assert 30 <= stopped_at < total, "the kill must land mid-training"
+
+    rerun = subprocess.run(_train_command(tiny_training_config, resumed), check=True, capture_output=True, text=True)
+    assert f"steps {stopped_at} -> {total}" in rerun.stdout
+    _, actual = _losses(resumed)
+    assert sorted(actual) == list(range(1, total + 1))  # every step logged once, none restarted
+    for step in range(1, total + 1):  # the resumed curve is the uninterrupted one
+        np.testing.assert_allclose(actual[step]["loss_total"], expected[step]["loss_total"], rtol=1e-4, atol=1e-6)
+    assert any(row["stage"] == 2 and row["loss_mutual"] > 0 for row in actual.values())
