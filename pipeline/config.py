@@ -21,7 +21,7 @@ from pipeline.training.restorer import TrainConfig
 
 # The demo's restorer training: the paper's recipe (AdamW, warm-up + cosine, two stages) at a
 # size and length that fit a 2-core CPU in a few minutes. `--preset paper` is the paper's.
-DEMO_TRAINING = TrainConfig(stage1_epochs=4, stage2_epochs=1, lr=1e-3, warmup_steps=50, checkpoint_every=100)
+DEMO_TRAINING = TrainConfig(stage1_epochs=8, stage2_epochs=1, lr=2e-3, warmup_steps=50, checkpoint_every=100)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 

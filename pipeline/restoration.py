@@ -51,6 +51,10 @@ class RestoreSettings(BaseModel):
     seed: int = 0
     batch_size: int = Field(1024, ge=1)
     knn_k: int = Field(10, ge=1)
+    # DDIM's x0 estimate is clipped to +-clip_x0 in diffusion space (unit variance per dim).
+    clip_x0: float | None = Field(5.0, gt=0)
+    # dit: average this many independent DDIM draws per sample (1 = the paper's single draw).
+    samples: int = Field(1, ge=1)
 
 
 def corpus_pairs(root: str, corpus: str, encoder_id: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -89,7 +93,9 @@ def train(
 def restorer_key(name: str, settings: RestoreSettings, trained: RestorerStore | None) -> str:
     if name == "dit":
         assert trained is not None
-        return f"{trained.restorer_id}-S{settings.steps}-{settings.sampler}-seed{settings.seed}"
+        clip = f"-clip{settings.clip_x0:g}" if settings.clip_x0 else ""
+        draws = f"-avg{settings.samples}" if settings.samples > 1 else ""
+        return f"{trained.restorer_id}-S{settings.steps}-{settings.sampler}{clip}{draws}-seed{settings.seed}"
     return f"knn-k{settings.knn_k}" if name == "knn" else name
 
 
@@ -127,7 +133,7 @@ def build_restorer(
     models, config = load_restorer_models(trained, device)
     return DiffusionRestorer(
         models, config.diffusion, steps=settings.steps, sampler=settings.sampler, batch_size=settings.batch_size,
-        device=device, seed=settings.seed,
+        device=device, seed=settings.seed, clip_x0=settings.clip_x0, n_samples=settings.samples,
     )  # fmt: skip
 
 

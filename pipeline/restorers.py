@@ -155,30 +155,32 @@ class DiffusionRestorer:
         batch_size: int = 1024,
         device: torch.device | str = "cpu",
         seed: int = 0,
+        clip_x0: float | None = 5.0,
+        n_samples: int = 1,
     ) -> None:
-        self.models, self.diffusion, self.seed = models, diffusion, seed
+        self.models, self.diffusion, self.seed, self.clip_x0 = models, diffusion, seed, clip_x0
+        self.n_samples = n_samples
         self.steps, self.sampler, self.batch_size = steps, sampler, batch_size
         self.device = torch.device(device)
 
     def restore(self, available: np.ndarray, direction: Direction, rows: Sequence[int]) -> np.ndarray:
         model = self.models[direction]
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-        seeds = [self.seed * 1_000_003 + int(row) for row in rows]
         out = []
         for start in range(0, available.shape[0], self.batch_size):
             cond = to_diffusion_space(
                 torch.from_numpy(available[start : start + self.batch_size]).to(self.device)
             )
-            with torch.inference_mode(), autocast:
-                x0 = sample(
-                    model,
-                    cond,
-                    seeds[start : start + self.batch_size],
-                    self.diffusion,
-                    self.steps,
-                    self.sampler,
-                )
-            out.append(from_diffusion_space(x0.float()).cpu())
+            batch_rows = rows[start : start + len(cond)]
+            draws = []
+            for draw in range(self.n_samples):
+                seeds = [self.seed * 1_000_003 + int(row) + draw * (1 << 40) for row in batch_rows]
+                with torch.inference_mode(), autocast:
+                    draws.append(
+                        sample(model, cond, seeds, self.diffusion, self.steps, self.sampler, self.clip_x0)
+                    )
+            # n_samples > 1 averages independent DDIM draws: a Monte-Carlo posterior mean.
+            out.append(from_diffusion_space(torch.stack(draws).float().mean(dim=0)).cpu())
         return torch.cat(out).numpy() if out else np.zeros_like(available)
 
 

@@ -75,3 +75,19 @@ def test_initial_noise_depends_only_on_each_samples_seed() -> None:
     alone = initial_noise([7], 32)
     torch.testing.assert_close(together[1], alone[0], rtol=0, atol=0)
     assert not torch.equal(together[0], together[1])
+
+
+def test_clipping_x0_keeps_a_slightly_wrong_denoiser_from_exploding() -> None:
+    """Near t = T, abar ~ 1e-8: eq. 8 multiplies a 0.05 noise error by ~1e4 without the clip,
+    and the first step throws the whole trajectory off the data."""
+    config = DiffusionConfig()
+    exact = _optimal_denoiser(config)
+
+    def slightly_wrong(x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return exact(x_t, t, cond) + 0.05
+
+    unclipped = sample(slightly_wrong, torch.zeros(500, 8), range(500), config, steps=50)
+    clipped = sample(slightly_wrong, torch.zeros(500, 8), range(500), config, steps=50, clip_x0=5.0)
+    assert abs(unclipped.mean().item() - MU) > 3
+    assert clipped.abs().max() <= 5.0
+    assert clipped.mean().item() == pytest.approx(MU, abs=0.3)

@@ -86,12 +86,14 @@ CORPUS_TEMPLATES = (
     "{objects}, {background} background",
     "a drawing with {objects} over a {background} background",
 )
+# New arrangements of the corpus's own words: the shift is in how captions are composed, not
+# in words the demo encoder never saw (those would carry untrained token embeddings).
 TASK_TEMPLATES = (
-    "listing {number}: {objects}",
-    "catalogue item featuring {objects}.",
-    "seller notes: {objects} ({background} backdrop)",
-    "product photo - {objects}",
-    "item {number} shows {objects} against a {background} backdrop",
+    "{objects} with a {background} background",
+    "an image of {objects}",
+    "a {background} background showing {objects}",
+    "a drawing of {objects}",
+    "{objects} over a {background} background",
 )
 
 DATASET_CODES = {"demo-corpus": 0, "demo-cls": 1, "demo-tags": 2}

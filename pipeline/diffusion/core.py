@@ -48,15 +48,18 @@ def training_scheduler(config: DiffusionConfig) -> DDPMScheduler:
     )
 
 
-def sampling_scheduler(config: DiffusionConfig, sampler: Sampler = "ddim"):
+def sampling_scheduler(config: DiffusionConfig, sampler: Sampler = "ddim", clip_x0: float | None = None):
     """A deterministic sampler on the same noise schedule as training.
 
     Timesteps are spaced "trailing" so the first step starts at t = T - 1, i.e. from (almost)
-    pure noise, whatever S is.
+    pure noise, whatever S is. DDIM can clip its x0 estimate to +-clip_x0: near t = T the
+    cosine schedule has abar ~ 1e-8, so eq. 8 multiplies any error of a learned noise
+    prediction by ~1e4, and one bad first step would throw the whole trajectory off the data.
     """
     base = training_scheduler(config).config
     if sampler == "ddim":
-        return DDIMScheduler.from_config(base, timestep_spacing="trailing", set_alpha_to_one=True)
+        clip = {"clip_sample": True, "clip_sample_range": clip_x0} if clip_x0 else {}
+        return DDIMScheduler.from_config(base, timestep_spacing="trailing", set_alpha_to_one=True, **clip)
     if sampler == "dpmsolver++":
         return DPMSolverMultistepScheduler.from_config(
             base, algorithm_type="dpmsolver++", timestep_spacing="trailing", final_sigmas_type="zero"
@@ -105,9 +108,10 @@ def sample(
     config: DiffusionConfig,
     steps: int = 50,
     sampler: Sampler = "ddim",
+    clip_x0: float | None = None,
 ) -> torch.Tensor:
     """Deterministic reverse diffusion for one batch: returns x0 in diffusion space."""
-    scheduler = sampling_scheduler(config, sampler)
+    scheduler = sampling_scheduler(config, sampler, clip_x0)
     scheduler.set_timesteps(steps, device=cond.device)
     x = initial_noise(seeds, cond.shape[-1], cond.device) * scheduler.init_noise_sigma
     for t in scheduler.timesteps:
