@@ -46,10 +46,10 @@ def _device(name: str) -> str:
 
 
 def _features(
-    names: tuple[str, ...], root: str | None, store: str, model: str, pretrained: str, config: str | None,
+    datasets: list[tuple[str, str | None]], store: str, model: str, pretrained: str, config: str | None,
     device: str, workers: int | None = None, batch_size: int | None = None, quiet_skips: bool = False,
 ) -> str:  # fmt: skip
-    """Extract (or find already extracted) features of `names`; returns the encoder id."""
+    """Extract (or find already extracted) features of (name, raw root) pairs; returns the encoder id."""
     from pipeline.config import load_config
     from pipeline.data.registry import get_adapter
     from pipeline.encoders.frozen import EncoderConfig
@@ -61,7 +61,7 @@ def _features(
     extraction = settings.extraction.model_copy(update=overrides)
     adapters = [
         get_adapter(name, root, settings.demo.model_dump() if name.startswith("demo") else None)
-        for name in names
+        for name, root in datasets
     ]
     encoder = load_encoder(
         EncoderConfig(model=model, pretrained=pretrained),
@@ -167,7 +167,7 @@ def train(
 
     store = store or default_store()
     name = _corpus_name(corpus)
-    encoder_id = _features((name,), root, store, model, pretrained, config, device, quiet_skips=True)
+    encoder_id = _features([(name, root)], store, model, pretrained, config, device, quiet_skips=True)
     trained, result = run_training(store, name, encoder_id, _train_config(config, variant, stages, preset),
                                    device=_device(device))  # fmt: skip
     if result is None:
@@ -192,7 +192,11 @@ def restore(
     ] = "dit",
     seed: Annotated[int, typer.Option(help="Mask seed.")] = 0,
     steps: Annotated[int | None, typer.Option(help="Sampling steps S for dit.")] = None,
+    samples: Annotated[
+        int | None, typer.Option(help="dit: average this many DDIM draws (default 1).")
+    ] = None,
     corpus: Annotated[str, typer.Option(help="The mid-stage corpus the restorers learn from.")] = "demo",
+    corpus_root: Annotated[str | None, typer.Option(help="Raw corpus folder (not needed for demo).")] = None,
     store: StoreOption = "",
     model: ModelOption = "mmr-tiny",
     pretrained: PretrainedOption = "demo",
@@ -217,17 +221,15 @@ def restore(
     store = store or default_store()
     names = tuple(n for n in expand(dataset) if n != "demo-corpus")
     corpus_name = _corpus_name(corpus)
-    encoder_id = _features(
-        (*names, corpus_name), root, store, model, pretrained, config, device, quiet_skips=True
-    )
+    datasets = [(name, root) for name in names] + [(corpus_name, corpus_root)]
+    encoder_id = _features(datasets, store, model, pretrained, config, device, quiet_skips=True)
     restorers = RESTORER_NAMES if restorer == "all" else tuple(restorer.split(","))
     trained = None
     if "dit" in restorers:
         train_config = _train_config(config, variant, stages, None)
         trained, _ = run_training(store, corpus_name, encoder_id, train_config, device=_device(device))
-    settings = load_config(config).restore
-    if steps:
-        settings = settings.model_copy(update={"steps": steps})
+    overrides = {key: value for key, value in {"steps": steps, "samples": samples}.items() if value}
+    settings = load_config(config).restore.model_copy(update=overrides)
     for name in names:
         for restorer_name in restorers:
             result = run_restore(store, name, encoder_id, restorer_name, missing_rate, missing_type, seed,  # type: ignore[arg-type]

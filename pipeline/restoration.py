@@ -49,7 +49,8 @@ class RestoreSettings(BaseModel):
     steps: int = Field(50, ge=1)
     sampler: Sampler = "ddim"
     seed: int = 0
-    batch_size: int = Field(1024, ge=1)
+    # Samples per DDIM batch: 256 is the fastest on the 2-core CPU (BENCHMARKS.md); raise it on a GPU.
+    batch_size: int = Field(256, ge=1)
     knn_k: int = Field(10, ge=1)
     # DDIM's x0 estimate is clipped to +-clip_x0 in diffusion space (unit variance per dim).
     clip_x0: float | None = Field(5.0, gt=0)
