@@ -59,7 +59,9 @@ def main() -> None:
         bare = bare_forward_rate(encoder, rows, args.batch_size)
         full = pipeline_rate(encoder, adapter, settings)
         size = _image_size(encoder)
-        print(f"| {model} ({size} px, random init) | {len(rows)} | {full:,.0f} | {bare:,.0f} | {full / bare:.2f} |")
+        print(
+            f"| {model} ({size} px, random init) | {len(rows)} | {full:,.0f} | {bare:,.0f} | {full / bare:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -47,7 +47,9 @@ def main() -> None:
     parser.add_argument("--full-below", type=int, default=64, help="batches below this run all S steps")
     args = parser.parse_args()
     peak = matmul_flops()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; 4096^2 fp32 matmul: {peak / 1e9:.1f} GFLOP/s")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; 4096^2 fp32 matmul: {peak / 1e9:.1f} GFLOP/s"
+    )
     print("| DiT | batch | steps timed | samples/s (S=50) | vs per-sample loop | GFLOP/s | of matmul |")
     print("|---|---|---|---|---|---|---|")
     for preset in ("demo", "paper"):

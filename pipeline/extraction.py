@@ -50,13 +50,13 @@ class ExtractionResult:
     shards_total: int
     shards_skipped: int
     shards_written: int
+    rows_written: int
     seconds: float
     absent: Counter = field(default_factory=Counter)  # (modality, kind) -> count, whole store
 
     @property
     def samples_per_second(self) -> float:
-        written_rows = self.n_rows * self.shards_written / max(1, self.shards_total)
-        return written_rows / self.seconds if self.seconds > 0 else 0.0
+        return self.rows_written / self.seconds if self.seconds > 0 else 0.0
 
 
 def list_samples(adapter: DatasetAdapter) -> tuple[pa.Table, list[RawRow]]:
@@ -234,6 +234,9 @@ def extract(
         shards_total=total,
         shards_skipped=len(done),
         shards_written=len(todo),
+        rows_written=sum(
+            min(settings.chunk_rows, samples.num_rows - shard * settings.chunk_rows) for shard in todo
+        ),
         seconds=time.perf_counter() - started,
         absent=_absence_counts(store),
     )

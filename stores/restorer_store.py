@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.errors import StoreMismatchError
 from stores.checkpoints import load_checkpoint, save_checkpoint
 from stores.fs import join, list_names, read_json, url_to_fs, write_bytes_atomic, write_json_atomic
 
@@ -35,8 +36,6 @@ class RestorerStore:
         training has not finished."""
         pointer = self._pointer()
         if require_complete and (pointer is None or not pointer["complete"]):
-            from pipeline.errors import StoreMismatchError
-
             state = "never started" if pointer is None else f"stopped at step {pointer['step']}"
             raise StoreMismatchError(
                 f"restorer {self.restorer_id} in {self.root} is not trained ({state}): run "

@@ -80,7 +80,9 @@ def _template_pattern(template: str) -> re.Pattern[str]:
     token = "(?:" + "|".join(sorted(map(re.escape, words), key=len, reverse=True)) + ")"
     objects = f"{token}(?:,? {token})*"
     background = "(?:" + "|".join(w for b in BACKGROUNDS for w in SYNONYMS[b]) + ")"
-    return re.compile(re.escape(template).replace(r"\{objects\}", objects).replace(r"\{background\}", background))
+    return re.compile(
+        re.escape(template).replace(r"\{objects\}", objects).replace(r"\{background\}", background)
+    )
 
 
 def _matches(text: str, templates: tuple[str, ...]) -> bool:

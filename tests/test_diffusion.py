@@ -48,7 +48,9 @@ def test_ddim_with_the_optimal_denoiser_maps_noise_to_the_data_distribution(
 @pytest.mark.parametrize("sampler", ["dpmsolver++", "unipc"])
 def test_faster_solvers_are_a_switch_and_also_reach_the_distribution(sampler: str) -> None:
     config = DiffusionConfig()
-    x0 = sample(_optimal_denoiser(config), torch.zeros(4000, 8), range(4000), config, steps=20, sampler=sampler)
+    x0 = sample(
+        _optimal_denoiser(config), torch.zeros(4000, 8), range(4000), config, steps=20, sampler=sampler
+    )
     assert x0.mean().item() == pytest.approx(MU, abs=0.01)
     assert x0.std().item() == pytest.approx(SIGMA, rel=0.05)
 

@@ -63,7 +63,9 @@ class StandardNormalDenoiser(torch.nn.Module):
 
 def test_restored_features_come_back_in_clip_scale() -> None:
     """Diffusion space has unit variance per dimension (norm ~ sqrt(D)); CLIP features norm ~ 1."""
-    restorer = DiffusionRestorer({"t2i": StandardNormalDenoiser()}, DiffusionConfig(), steps=50, batch_size=256)
+    restorer = DiffusionRestorer(
+        {"t2i": StandardNormalDenoiser()}, DiffusionConfig(), steps=50, batch_size=256
+    )
     out = restorer.restore(_features(2000), "t2i", np.arange(2000))
     assert out.shape == (2000, 16)
     assert np.linalg.norm(out, axis=1).mean() == pytest.approx(1.0, abs=0.05)
@@ -78,7 +80,9 @@ def test_baselines() -> None:
     np.testing.assert_array_equal(SwapRestorer().restore(image[:10], "i2t", rows), image[:10])
     gap = SwapRestorer(image.mean(0), text.mean(0)).restore(image[:10], "i2t", rows)
     np.testing.assert_allclose(gap, image[:10] + text.mean(0) - image.mean(0), rtol=1e-6)
-    np.testing.assert_array_equal(OracleRestorer(image, text).restore(image[:10], "t2i", rows + 5), image[5:15])
+    np.testing.assert_array_equal(
+        OracleRestorer(image, text).restore(image[:10], "t2i", rows + 5), image[5:15]
+    )
     # k = 1 retrieval returns the partner of the nearest corpus neighbour: itself, here.
     np.testing.assert_allclose(KnnRestorer(image, text, k=1).restore(image[:10], "i2t", rows), text[:10])
     assert mean_cosine(text[:10], text[:10]) == pytest.approx(1.0)

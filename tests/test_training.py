@@ -117,10 +117,14 @@ def test_killed_training_resumes_from_its_checkpoint_and_continues_the_loss_curv
     stopped_at = json.loads((Path(store.url) / "latest.json").read_text())["step"]
     assert 30 <= stopped_at < total, "the kill must land mid-training"
 
-    rerun = subprocess.run(_train_command(tiny_training_config, resumed), check=True, capture_output=True, text=True)
+    rerun = subprocess.run(
+        _train_command(tiny_training_config, resumed), check=True, capture_output=True, text=True
+    )
     assert f"steps {stopped_at} -> {total}" in rerun.stdout
     _, actual = _losses(resumed)
     assert sorted(actual) == list(range(1, total + 1))  # every step logged once, none restarted
     for step in range(1, total + 1):  # the resumed curve is the uninterrupted one
-        np.testing.assert_allclose(actual[step]["loss_total"], expected[step]["loss_total"], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(
+            actual[step]["loss_total"], expected[step]["loss_total"], rtol=1e-4, atol=1e-6
+        )
     assert any(row["stage"] == 2 and row["loss_mutual"] > 0 for row in actual.values())
