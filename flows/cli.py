@@ -242,6 +242,46 @@ def restore(
             typer.echo(f"{name} {restorer_name:<10} cosine to truth: {figures}{cached}")
 
 
+@app.command()
+@one_line_errors
+def sql(
+    statement: Annotated[
+        str, typer.Argument(help='e.g. "SELECT restorer, avg(value) FROM metrics GROUP BY 1"')
+    ],
+    store: StoreOption = "",
+    format: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+) -> None:
+    """Query the results (view `metrics`) with DuckDB, read-only."""
+    import csv
+    import json
+    import sys
+
+    import duckdb
+    from rich.console import Console
+    from rich.table import Table
+
+    from pipeline.errors import ConfigError
+    from stores.results_store import query
+
+    if format not in ("table", "csv", "json"):
+        raise ConfigError(f"--format {format!r}: use table, csv or json")
+    try:
+        columns, rows = query(store or default_store(), statement)
+    except duckdb.Error as error:
+        raise ConfigError(f"SQL failed: {str(error).splitlines()[0]}") from None
+    if format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    elif format == "json":
+        typer.echo(json.dumps([dict(zip(columns, row, strict=True)) for row in rows], default=str, indent=2))
+    else:
+        table = Table(*columns)
+        for row in rows:
+            table.add_row(*(f"{value:.4f}" if isinstance(value, float) else str(value) for value in row))
+        Console().print(table)
+
+
 app.add_typer(datasets_app, name="datasets")
 
 

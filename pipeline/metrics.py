@@ -1,0 +1,48 @@
+"""Task metrics, computed with scikit-learn (the conventions of the public baselines).
+
+- multi-label: a class is predicted when its sigmoid probability is > 0.5; F1 macro is the
+  headline (MM-IMDb), micro, weighted and samples averages are reported beside it. Every class
+  column counts in the macro average, including a class with no positives in the split and no
+  predictions: sklearn scores it 0 (`zero_division=0`), so a split missing a class is visibly
+  penalised rather than silently averaged over fewer classes.
+- single-label: accuracy of the arg-max class.
+- binary tasks with metric `auroc` (Hateful Memes): ROC AUC of the positive class probability.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+
+THRESHOLD = 0.5
+
+
+def multilabel_scores(targets: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    predictions = (probabilities > THRESHOLD).astype(int)
+    return {
+        f"f1_{average}": float(f1_score(targets, predictions, average=average, zero_division=0))
+        for average in ("macro", "micro", "weighted", "samples")
+    }
+
+
+def single_label_scores(targets: np.ndarray, probabilities: np.ndarray, metric: str) -> dict[str, float]:
+    scores = {"accuracy": float(accuracy_score(targets, probabilities.argmax(axis=1)))}
+    if metric == "auroc":
+        scores["auroc"] = float(roc_auc_score(targets, probabilities[:, 1]))
+    return scores
+
+
+def task_scores(
+    label_kind: str, metric: str, targets: np.ndarray, probabilities: np.ndarray
+) -> dict[str, float]:
+    """All scores of a task; the dataset's headline metric is among the keys."""
+    if label_kind == "multi":
+        return multilabel_scores(targets, probabilities)
+    return single_label_scores(targets, probabilities, metric)
+
+
+def gap_closed(restorer: float, zero: float, oracle: float) -> float:
+    """(restorer - zero) / (oracle - zero): 0 is zero-filling, 1 is the complete-data bound."""
+    if oracle == zero:
+        return float("nan")
+    return (restorer - zero) / (oracle - zero)

@@ -1,0 +1,100 @@
+"""Results: one Parquet file per evaluation, and DuckDB views over all of them.
+
+    {root}/results/metrics/{run_id}.parquet   one row per (metric, value) of one evaluation
+    {root}/results/results.duckdb             views only (`metrics`), no data
+
+Writers never share a file: each evaluation writes its own Parquet file under a unique name,
+atomically, so any number of workers can append at once without locks. The DuckDB file holds
+only a view over the Parquet glob; it is made once (in a temporary file renamed into place)
+and queries open it read-only, so they see every committed result and change nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from pipeline.errors import StoreMismatchError
+from stores.fs import is_local, join
+from stores.restoration_store import write_table
+
+METRIC_COLUMNS = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("dataset", pa.string()),
+        ("encoder_id", pa.string()),
+        ("restorer", pa.string()),
+        ("variant", pa.string()),
+        ("eta", pa.float64()),
+        ("missing_type", pa.string()),
+        ("seed", pa.int64()),
+        ("split", pa.string()),
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+        ("n", pa.int64()),
+        ("sampling_steps", pa.int64()),
+        ("restore_seconds", pa.float64()),
+        ("evaluate_seconds", pa.float64()),
+        ("config_hash", pa.string()),
+        ("code_version", pa.string()),
+        ("timestamp", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+def new_run_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
+
+
+def append_metrics(root: str, run: dict[str, Any], scores: dict[str, float]) -> str:
+    """Write one evaluation's scores as its own Parquet file; returns its run id."""
+    run_id = run.get("run_id") or new_run_id()
+    stamp = datetime.now(UTC)
+    rows = [{**run, "run_id": run_id, "metric": metric, "value": value, "timestamp": stamp}
+            for metric, value in scores.items()]  # fmt: skip
+    table = pa.Table.from_pylist([{name: row.get(name) for name in METRIC_COLUMNS.names} for row in rows],
+                                 schema=METRIC_COLUMNS)  # fmt: skip
+    write_table(join(root, "results", "metrics", f"{run_id}.parquet"), table)
+    ensure_views(root)
+    return run_id
+
+
+def database_path(root: str) -> Path:
+    if not is_local(root):
+        raise ValueError(
+            f"the DuckDB views live beside a local store; {root} is remote: query its Parquet directly"
+        )
+    return Path(root.removeprefix("file://")) / "results" / "results.duckdb"
+
+
+def ensure_views(root: str) -> Path:
+    """The views database, made on first use (atomically: two writers may race to make it)."""
+    path = database_path(root)
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{uuid.uuid4().hex}.duckdb")
+    pattern = str(path.parent / "metrics" / "*.parquet")
+    with duckdb.connect(str(temporary)) as connection:
+        connection.execute(
+            f"CREATE VIEW metrics AS SELECT * FROM read_parquet('{pattern}', union_by_name = true)"
+        )
+    os.replace(temporary, path)
+    return path
+
+
+def query(root: str, sql: str) -> tuple[list[str], list[tuple]]:
+    """Run `sql` on a read-only connection; returns column names and rows."""
+    path = database_path(root)
+    if not path.exists():
+        raise StoreMismatchError(f"no results in {root} yet: run `mmr-pipeline evaluate` first")
+    with duckdb.connect(str(path), read_only=True) as connection:
+        cursor = connection.execute(sql)
+        columns = [description[0] for description in cursor.description or []]
+        return columns, cursor.fetchall()

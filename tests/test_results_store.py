@@ -1,0 +1,61 @@
+"""Results: append-only Parquet per evaluation, DuckDB views, concurrent writers, `sql`."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from flows.cli import app
+from stores.results_store import append_metrics, query
+
+RUN = {
+    "dataset": "demo-cls",
+    "encoder_id": "e",
+    "eta": 0.7,
+    "missing_type": "both",
+    "split": "test",
+    "n": 100,
+}
+
+
+def _write_many(root: str, restorer: str, count: int) -> None:
+    for seed in range(count):
+        append_metrics(root, {**RUN, "restorer": restorer, "seed": seed}, {"accuracy": seed / 100})
+
+
+def test_two_processes_writing_at_once_both_land(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    writers = [
+        context.Process(target=_write_many, args=(str(tmp_path), name, 25)) for name in ("dit", "zero")
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=120)
+        assert writer.exitcode == 0
+    _, rows = query(
+        str(tmp_path), "SELECT restorer, count(*), sum(value) FROM metrics GROUP BY 1 ORDER BY 1"
+    )
+    assert rows == [("dit", 25, sum(range(25)) / 100), ("zero", 25, sum(range(25)) / 100)]
+    assert len(list((tmp_path / "results" / "metrics").glob("*.parquet"))) == 50
+
+
+def test_sql_command_prints_table_csv_and_json_and_never_writes(tmp_path: Path) -> None:
+    append_metrics(str(tmp_path), {**RUN, "restorer": "dit", "seed": 0}, {"accuracy": 0.75, "auroc": 0.5})
+    statement = "SELECT restorer, avg(value) AS mean FROM metrics GROUP BY 1"
+    table = CliRunner().invoke(app, ["sql", statement, "--store", str(tmp_path)])
+    assert table.exit_code == 0 and "dit" in table.output and "0.6250" in table.output
+    csv_out = CliRunner().invoke(app, ["sql", statement, "--store", str(tmp_path), "--format", "csv"])
+    assert csv_out.output.splitlines() == ["restorer,mean", "dit,0.625"]
+    json_out = CliRunner().invoke(app, ["sql", statement, "--store", str(tmp_path), "--format", "json"])
+    assert json.loads(json_out.output) == [{"restorer": "dit", "mean": 0.625}]
+    refused = CliRunner().invoke(app, ["sql", "CREATE TABLE x (a INT)", "--store", str(tmp_path)])
+    assert refused.exit_code == 2 and "read-only" in refused.output
+
+
+def test_sql_before_any_result_names_the_fix(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["sql", "SELECT 1", "--store", str(tmp_path)])
+    assert result.exit_code == 2 and "mmr-pipeline evaluate" in result.output
