@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Annotated
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from flows.cli_errors import one_line_errors
 from flows.datasets_cli import datasets_app
+
+if TYPE_CHECKING:
+    from pipeline.restoration import RestoreResult
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -180,16 +184,54 @@ def train(
     )
 
 
+MissingTypeOption = Annotated[str, typer.Option(help="image, text or both.")]
+RestorerOption = Annotated[
+    str, typer.Option(help="dit, zero, mean, swap, swap_gap, knn, regression, oracle, a comma list, or all.")
+]
+
+
+def _restorations(
+    dataset: str, root: str | None, missing_rate: float, missing_type: str, restorer: str, seed: int,
+    steps: int | None, samples: int | None, corpus: str, corpus_root: str | None, store: str, model: str,
+    pretrained: str, config: str | None, variant: str | None, stages: int | None, device: str,
+) -> Iterator[tuple[str, str, RestoreResult]]:  # fmt: skip
+    """Restore every (downstream dataset, restorer) pair, running upstream steps as needed."""
+    from pipeline.config import load_config
+    from pipeline.data.registry import expand
+    from pipeline.errors import ConfigError
+    from pipeline.masks import MISSING_TYPES
+    from pipeline.restoration import restore as run_restore
+    from pipeline.restoration import train as run_training
+    from pipeline.restorers import RESTORER_NAMES
+
+    if missing_type not in MISSING_TYPES:
+        raise ConfigError(f"--missing-type {missing_type!r}: use one of {', '.join(MISSING_TYPES)}")
+    names = tuple(n for n in expand(dataset) if n != "demo-corpus")
+    corpus_name = _corpus_name(corpus)
+    datasets = [(name, root) for name in names] + [(corpus_name, corpus_root)]
+    encoder_id = _features(datasets, store, model, pretrained, config, device, quiet_skips=True)
+    restorers = RESTORER_NAMES if restorer == "all" else tuple(restorer.split(","))
+    trained = None
+    if "dit" in restorers:
+        train_config = _train_config(config, variant, stages, None)
+        trained, _ = run_training(store, corpus_name, encoder_id, train_config, device=_device(device))
+    overrides = {key: value for key, value in {"steps": steps, "samples": samples}.items() if value}
+    settings = load_config(config).restore.model_copy(update=overrides)
+    for name in names:
+        for restorer_name in restorers:
+            result = run_restore(store, name, encoder_id, restorer_name, missing_rate, missing_type, seed,  # type: ignore[arg-type]
+                                 settings, corpus=corpus_name, trained=trained, device=_device(device))  # fmt: skip
+            yield name, encoder_id, result
+
+
 @app.command()
 @one_line_errors
 def restore(
     dataset: Annotated[str, typer.Option(help="Downstream dataset, or `demo` for both demo tasks.")] = "demo",
     root: Annotated[str | None, typer.Option(help="Raw dataset folder (not needed for demo).")] = None,
     missing_rate: Annotated[float, typer.Option(help="Fraction eta of samples missing a modality.")] = 0.7,
-    missing_type: Annotated[str, typer.Option(help="image, text or both.")] = "both",
-    restorer: Annotated[
-        str, typer.Option(help="dit, zero, mean, swap, swap_gap, knn, regression, oracle, or all.")
-    ] = "dit",
+    missing_type: MissingTypeOption = "both",
+    restorer: RestorerOption = "dit",
     seed: Annotated[int, typer.Option(help="Mask seed.")] = 0,
     steps: Annotated[int | None, typer.Option(help="Sampling steps S for dit.")] = None,
     samples: Annotated[
@@ -207,39 +249,53 @@ def restore(
 ) -> None:
     """Fill masked modalities with a restorer and report cosine similarity to the truth."""
     _setup_logging()
+    for name, _, result in _restorations(
+        dataset, root, missing_rate, missing_type, restorer, seed, steps, samples, corpus, corpus_root,
+        store or default_store(), model, pretrained, config, variant, stages, device,
+    ):  # fmt: skip
+        quality = result.manifest["quality"]
+        figures = ", ".join(
+            f"{k.removeprefix('cosine_')} {v:.3f}" for k, v in sorted(quality.items()) if "test" in k
+        )
+        cached = " (cached)" if result.cached else ""
+        typer.echo(f"{name} {result.manifest['restorer']:<10} cosine to truth: {figures}{cached}")
+
+
+@app.command()
+@one_line_errors
+def evaluate(
+    dataset: Annotated[str, typer.Option(help="Downstream dataset, or `demo` for both demo tasks.")] = "demo",
+    root: Annotated[str | None, typer.Option(help="Raw dataset folder (not needed for demo).")] = None,
+    missing_rate: Annotated[float, typer.Option(help="Fraction eta of samples missing a modality.")] = 0.7,
+    missing_type: MissingTypeOption = "both",
+    restorer: RestorerOption = "dit",
+    seed: Annotated[int, typer.Option(help="Mask seed (the decoder's seed follows it).")] = 0,
+    steps: Annotated[int | None, typer.Option(help="Sampling steps S for dit.")] = None,
+    corpus: Annotated[str, typer.Option(help="The mid-stage corpus the restorers learn from.")] = "demo",
+    corpus_root: Annotated[str | None, typer.Option(help="Raw corpus folder (not needed for demo).")] = None,
+    store: StoreOption = "",
+    model: ModelOption = "mmr-tiny",
+    pretrained: PretrainedOption = "demo",
+    config: ConfigOption = None,
+    device: DeviceOption = "auto",
+) -> None:
+    """Restore, train the decoder on the train split, score the test split, append the results."""
+    _setup_logging()
     from pipeline.config import load_config
-    from pipeline.data.registry import expand
-    from pipeline.masks import MISSING_TYPES
-    from pipeline.restoration import restore as run_restore
-    from pipeline.restoration import train as run_training
-    from pipeline.restorers import RESTORER_NAMES
+    from pipeline.evaluation import evaluate_restoration
 
-    if missing_type not in MISSING_TYPES:
-        from pipeline.errors import ConfigError
-
-        raise ConfigError(f"--missing-type {missing_type!r}: use one of {', '.join(MISSING_TYPES)}")
     store = store or default_store()
-    names = tuple(n for n in expand(dataset) if n != "demo-corpus")
-    corpus_name = _corpus_name(corpus)
-    datasets = [(name, root) for name in names] + [(corpus_name, corpus_root)]
-    encoder_id = _features(datasets, store, model, pretrained, config, device, quiet_skips=True)
-    restorers = RESTORER_NAMES if restorer == "all" else tuple(restorer.split(","))
-    trained = None
-    if "dit" in restorers:
-        train_config = _train_config(config, variant, stages, None)
-        trained, _ = run_training(store, corpus_name, encoder_id, train_config, device=_device(device))
-    overrides = {key: value for key, value in {"steps": steps, "samples": samples}.items() if value}
-    settings = load_config(config).restore.model_copy(update=overrides)
-    for name in names:
-        for restorer_name in restorers:
-            result = run_restore(store, name, encoder_id, restorer_name, missing_rate, missing_type, seed,  # type: ignore[arg-type]
-                                 settings, corpus=corpus_name, trained=trained, device=_device(device))  # fmt: skip
-            quality = result.manifest["quality"]
-            figures = ", ".join(
-                f"{k.removeprefix('cosine_')} {v:.3f}" for k, v in sorted(quality.items()) if "test" in k
-            )
-            cached = " (cached)" if result.cached else ""
-            typer.echo(f"{name} {restorer_name:<10} cosine to truth: {figures}{cached}")
+    decoder = load_config(config).decoder.model_copy(update={"seed": seed})
+    for name, encoder_id, restoration in _restorations(
+        dataset, root, missing_rate, missing_type, restorer, seed, steps, None, corpus, corpus_root,
+        store, model, pretrained, config, None, None, device,
+    ):  # fmt: skip
+        run_id, result = evaluate_restoration(store, name, encoder_id, restoration, decoder)
+        scores = ", ".join(f"{metric} {value:.4f}" for metric, value in result.test_scores.items())
+        typer.echo(
+            f"{name} {restoration.manifest['restorer']:<10} eta {missing_rate} {missing_type}: {scores} "
+            f"(n={result.n_test}, best epoch {result.best_epoch + 1}, run {run_id})"
+        )
 
 
 @app.command()

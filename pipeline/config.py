@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pipeline.data.demo import DemoConfig
 from pipeline.encoders.warmup import WarmupConfig
 from pipeline.errors import ConfigError
+from pipeline.evaluation import DecoderTraining
 from pipeline.extraction import ExtractionSettings
 from pipeline.restoration import RestoreSettings
 from pipeline.training.restorer import TrainConfig
@@ -34,6 +35,7 @@ class PipelineConfig(BaseModel):
     extraction: ExtractionSettings = ExtractionSettings()
     restorer: TrainConfig = DEMO_TRAINING
     restore: RestoreSettings = RestoreSettings()
+    decoder: DecoderTraining = DecoderTraining()
 
 
 def preset_names() -> list[str]:
