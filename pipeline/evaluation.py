@@ -107,9 +107,12 @@ def train_and_score(
             optimizer.step()
         schedule.step()
         val = rows["val"]
+        if len(val) == 0:  # no validation split: keep the last epoch
+            best = (float("nan"), epoch, {k: v.clone() for k, v in model.state_dict().items()})
+            continue
         val_probabilities = _probabilities(model, [x[val] for x in tensors], label_kind)
         val_scores = task_scores(label_kind, metric, targets[val], val_probabilities)
-        if val_scores[metric] > best[0]:  # model selection on the validation headline metric
+        if not val_scores[metric] <= best[0]:  # model selection on the val headline metric (NaN: keep)
             best = (val_scores[metric], epoch, {k: v.clone() for k, v in model.state_dict().items()})
     model.load_state_dict(best[2])
     test = rows["test"]

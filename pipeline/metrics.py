@@ -27,8 +27,9 @@ def multilabel_scores(targets: np.ndarray, probabilities: np.ndarray) -> dict[st
 
 def single_label_scores(targets: np.ndarray, probabilities: np.ndarray, metric: str) -> dict[str, float]:
     scores = {"accuracy": float(accuracy_score(targets, probabilities.argmax(axis=1)))}
-    if metric == "auroc":
-        scores["auroc"] = float(roc_auc_score(targets, probabilities[:, 1]))
+    if metric == "auroc":  # undefined (NaN) when the split holds one class only
+        defined = len(np.unique(targets)) == 2
+        scores["auroc"] = float(roc_auc_score(targets, probabilities[:, 1])) if defined else float("nan")
     return scores
 
 

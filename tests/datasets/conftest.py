@@ -19,7 +19,11 @@ from typer.testing import CliRunner
 from flows.datasets_cli import datasets_app
 from pipeline.data.adapter import DatasetAdapter
 from pipeline.encoders.frozen import EncoderConfig, FrozenEncoder, build_encoder
+from pipeline.evaluation import DecoderTraining, evaluate_restoration
 from pipeline.extraction import ExtractionResult, ExtractionSettings, extract
+from pipeline.models.decoder import DecoderConfig
+from pipeline.restoration import RestoreSettings, restore
+from stores.results_store import query
 
 
 def image_bytes(colour: tuple[int, int, int] = (200, 40, 40), fmt: str = "JPEG") -> bytes:
@@ -69,6 +73,25 @@ def run_extract(tmp_path: Path, tiny_encoder: FrozenEncoder) -> Callable[..., Ex
     def run(adapter: DatasetAdapter, workers: int = 0) -> ExtractionResult:
         settings = ExtractionSettings(chunk_rows=4, batch_size=3, workers=workers)
         return extract(adapter, tiny_encoder, str(tmp_path / "store"), settings, progress=False)
+
+    return run
+
+
+@pytest.fixture()
+def run_evaluate(tmp_path: Path, tiny_encoder: FrozenEncoder) -> Callable[..., dict[str, float]]:
+    """After `run_extract`: mask (eta 0.5, both), restore with `zero`, train the decoder, score
+    the test split and append the scores to the results; returns the test scores."""
+
+    def run(adapter: DatasetAdapter) -> dict[str, float]:
+        root = str(tmp_path / "store")
+        restored = restore(
+            root, adapter.info.name, tiny_encoder.encoder_id, "zero", 0.5, "both", 0, RestoreSettings()
+        )
+        training = DecoderTraining(decoder=DecoderConfig(width=16, heads=2), epochs=2, batch_size=4)
+        _, result = evaluate_restoration(root, adapter.info.name, tiny_encoder.encoder_id, restored, training)
+        _, rows = query(root, "SELECT DISTINCT dataset, metric FROM metrics")
+        assert (adapter.info.name, adapter.info.metric) in rows  # the headline metric reached the results
+        return result.test_scores
 
     return run
 

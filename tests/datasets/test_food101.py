@@ -73,7 +73,7 @@ def test_header_row_and_unquoted_commas_are_read(tmp_path: Path, files: SimpleNa
 
 
 def test_check_and_extraction_count_every_absence(
-    tmp_path: Path, files: SimpleNamespace, run_check: Callable, run_extract: Callable
+    tmp_path: Path, files: SimpleNamespace, run_check: Callable, run_extract: Callable, run_evaluate: Callable
 ) -> None:
     write_food101(tmp_path / "food", files)
     adapter = Food101Adapter(str(tmp_path / "food"))
@@ -90,6 +90,8 @@ def test_check_and_extraction_count_every_absence(
     assert "baby_back_ribs_1.jpg" in result.output
 
     extracted = run_extract(adapter)
+    assert (adapter.info.label_kind, adapter.info.metric) == ("single", "accuracy")
+    assert set(run_evaluate(adapter)) == {"accuracy"}  # check -> extract -> evaluate, end to end
     assert extracted.n_rows == 6
     assert dict(extracted.absent) == {
         ("image", "missing file"): 1,

@@ -60,7 +60,7 @@ def test_phase_two_dev_seen_is_the_val_split(tmp_path: Path, files: SimpleNamesp
 
 
 def test_check_and_extraction(
-    tmp_path: Path, files: SimpleNamespace, run_check: Callable, run_extract: Callable
+    tmp_path: Path, files: SimpleNamespace, run_check: Callable, run_extract: Callable, run_evaluate: Callable
 ) -> None:
     write_memes(tmp_path / "hm", files)
     adapter = HatefulMemesAdapter(str(tmp_path / "hm"))
@@ -72,6 +72,8 @@ def test_check_and_extraction(
     assert run_check("hatememes", tmp_path / "hm").exit_code == 0
 
     extracted = run_extract(adapter)
+    assert (adapter.info.label_kind, adapter.info.metric) == ("single", "auroc")
+    assert set(run_evaluate(adapter)) == {"accuracy", "auroc"}  # check -> extract -> evaluate, end to end
     assert extracted.n_rows == 6
     assert dict(extracted.absent) == {
         ("image", "missing file"): 1,

@@ -80,7 +80,7 @@ def test_mmimdb_arrow_rows_texts_and_labels(tmp_path: Path, files: SimpleNamespa
 
 
 def test_check_and_extraction_through_a_worker_process(
-    tmp_path: Path, files: SimpleNamespace, run_check: Callable, run_extract: Callable
+    tmp_path: Path, files: SimpleNamespace, run_check: Callable, run_extract: Callable, run_evaluate: Callable
 ) -> None:
     write_mmimdb_arrows(tmp_path / "arrows", files)
     adapter = MapArrowAdapter(str(tmp_path / "arrows"), dataset="mmimdb")
@@ -92,6 +92,13 @@ def test_check_and_extraction_through_a_worker_process(
     assert run_check("map-arrow", tmp_path / "arrows", "dataset=mmimdb").exit_code == 0
 
     extracted = run_extract(adapter, workers=1)  # image refs are pickled into the loader worker
+    assert (adapter.info.label_kind, adapter.info.metric) == ("multi", "f1_macro")
+    assert set(run_evaluate(adapter)) == {
+        "f1_macro",
+        "f1_micro",
+        "f1_weighted",
+        "f1_samples",
+    }  # check -> extract -> evaluate, end to end
     assert extracted.n_rows == 6
     assert dict(extracted.absent) == {
         ("image", "not in raw data"): 1,

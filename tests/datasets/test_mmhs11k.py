@@ -75,7 +75,7 @@ def test_texts_labels_images_and_val(tmp_path: Path, files: SimpleNamespace) -> 
 
 
 def test_check_and_extraction(
-    tmp_path: Path, files: SimpleNamespace, run_check: Callable, run_extract: Callable
+    tmp_path: Path, files: SimpleNamespace, run_check: Callable, run_extract: Callable, run_evaluate: Callable
 ) -> None:
     write_mmhs11k(tmp_path / "mmhs", files)
     adapter = Mmhs11kAdapter(str(tmp_path / "mmhs"))
@@ -89,6 +89,8 @@ def test_check_and_extraction(
     assert result.exit_code == 0, result.output
 
     extracted = run_extract(adapter)
+    assert (adapter.info.label_kind, adapter.info.metric) == ("single", "accuracy")
+    assert set(run_evaluate(adapter)) == {"accuracy"}  # check -> extract -> evaluate, end to end
     assert extracted.n_rows == 6
     assert dict(extracted.absent) == {
         ("image", "missing file"): 1,

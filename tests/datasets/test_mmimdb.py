@@ -106,15 +106,18 @@ def test_check_counts_absences_and_genres_outside_the_23(
 
 
 def test_extraction_keeps_every_movie_and_counts_absences(
-    tmp_path: Path, files: SimpleNamespace, run_extract: Callable
+    tmp_path: Path, files: SimpleNamespace, run_extract: Callable, run_evaluate: Callable
 ) -> None:
-    result = run_extract(MmImdbAdapter(str(write_original(tmp_path / "mmimdb", files))))
+    adapter = MmImdbAdapter(str(write_original(tmp_path / "mmimdb", files)))
+    result = run_extract(adapter)
     assert result.n_rows == len(MOVIES)
     assert dict(result.absent) == {
         ("image", "unreadable"): 2,
         ("image", "missing file"): 1,
         ("text", "empty or missing"): 1,
     }
+    assert (adapter.info.label_kind, adapter.info.metric) == ("multi", "f1_macro")
+    assert set(run_evaluate(adapter)) == {"f1_macro", "f1_micro", "f1_weighted", "f1_samples"}
 
 
 def test_wrong_root_missing_files_and_bad_split(

@@ -66,7 +66,7 @@ def test_sections_texts_and_splits(tmp_path: Path, files: SimpleNamespace) -> No
 
 
 def test_check_and_extraction(
-    tmp_path: Path, files: SimpleNamespace, run_check: Callable, run_extract: Callable
+    tmp_path: Path, files: SimpleNamespace, run_check: Callable, run_extract: Callable, run_evaluate: Callable
 ) -> None:
     write_n24news(tmp_path / "n24", files)
     adapter = N24NewsAdapter(str(tmp_path / "n24"))
@@ -79,6 +79,8 @@ def test_check_and_extraction(
     assert result.exit_code == 0, result.output
 
     extracted = run_extract(adapter)
+    assert (adapter.info.label_kind, adapter.info.metric) == ("single", "accuracy")
+    assert set(run_evaluate(adapter)) == {"accuracy"}  # check -> extract -> evaluate, end to end
     assert extracted.n_rows == 6
     assert dict(extracted.absent) == {
         ("image", "missing file"): 2,
