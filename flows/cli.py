@@ -300,6 +300,29 @@ def evaluate(
 
 @app.command()
 @one_line_errors
+def report(
+    store: StoreOption = "",
+    missing_rate: Annotated[
+        float | None, typer.Option(help="Only this eta (default: every evaluated one).")
+    ] = None,
+) -> None:
+    """Write the benchmark tables (Markdown + CSV, the shape of the paper's Table 1) under the store."""
+    from pipeline.reporting import benchmark_tables, evaluated_missing_rates
+    from stores.fs import join, write_bytes_atomic
+
+    store = store or default_store()
+    rates = [missing_rate] if missing_rate is not None else evaluated_missing_rates(store)
+    for eta in rates:
+        markdown, table = benchmark_tables(store, eta)
+        stem = join(store, "reports", f"benchmark-eta{eta:.2f}")
+        write_bytes_atomic(f"{stem}.md", markdown.encode())
+        write_bytes_atomic(f"{stem}.csv", table.encode())
+        typer.echo(markdown)
+        typer.echo(f"written: {stem}.md, {stem}.csv")
+
+
+@app.command()
+@one_line_errors
 def sql(
     statement: Annotated[
         str, typer.Argument(help='e.g. "SELECT restorer, avg(value) FROM metrics GROUP BY 1"')

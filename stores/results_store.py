@@ -89,12 +89,12 @@ def ensure_views(root: str) -> Path:
     return path
 
 
-def query(root: str, sql: str) -> tuple[list[str], list[tuple]]:
-    """Run `sql` on a read-only connection; returns column names and rows."""
+def query(root: str, sql: str, parameters: list[Any] | None = None) -> tuple[list[str], list[tuple]]:
+    """Run `sql` (with `?` parameters) on a read-only connection; returns column names and rows."""
     path = database_path(root)
     if not path.exists():
         raise StoreMismatchError(f"no results in {root} yet: run `mmr-pipeline evaluate` first")
     with duckdb.connect(str(path), read_only=True) as connection:
-        cursor = connection.execute(sql)
+        cursor = connection.execute(sql, parameters or [])
         columns = [description[0] for description in cursor.description or []]
         return columns, cursor.fetchall()

@@ -1,0 +1,53 @@
+"""The benchmark table: mean and std over seeds of the headline metric, gap closed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from pipeline.reporting import benchmark_cells, benchmark_tables
+from stores.results_store import append_metrics
+
+BASE = {"dataset": "tags", "encoder_id": "e", "eta": 0.7, "split": "test", "n": 10}
+
+
+def _fill(root: Path) -> None:
+    values = {"zero": [0.40, 0.42, 0.44], "dit": [0.50, 0.52, 0.54], "oracle": [0.60, 0.60, 0.60]}
+    for restorer, per_seed in values.items():
+        for seed, value in enumerate(per_seed):
+            scores = {"f1_macro": value, "f1_micro": 0.99}  # f1_macro is the headline, not micro
+            append_metrics(
+                str(root), {**BASE, "restorer": restorer, "seed": seed, "missing_type": "both"}, scores
+            )
+    # A rerun of one seed: the latest run replaces it, it is not averaged in twice.
+    append_metrics(
+        str(root), {**BASE, "restorer": "dit", "seed": 0, "missing_type": "both"}, {"f1_macro": 0.52}
+    )
+    append_metrics(str(root), {**BASE, "eta": 0.3, "restorer": "dit", "seed": 0, "missing_type": "both"},
+                   {"f1_macro": 0.9})  # fmt: skip
+
+
+def test_cells_average_the_latest_run_of_each_seed(tmp_path: Path) -> None:
+    _fill(tmp_path)
+    cells = benchmark_cells(str(tmp_path), 0.7)
+    dit = cells[("dit", "tags", "both")]
+    assert dit.seeds == 3
+    assert dit.mean == pytest.approx((0.52 + 0.52 + 0.54) / 3)
+    assert cells[("zero", "tags", "both")].std == pytest.approx(0.02)
+
+
+def test_tables_and_the_report_command(tmp_path: Path) -> None:
+    _fill(tmp_path)
+    markdown, table = benchmark_tables(str(tmp_path), 0.7)
+    assert "| dit | 52.67 ± 1.15 |" in markdown
+    assert "| zero | 42.00 ± 2.00 |" in markdown
+    gap = (0.52667 - 0.42) / (0.60 - 0.42)
+    assert f"| dit | {gap:.2f} |" in markdown
+    assert table.splitlines()[0] == "restorer,dataset,missing_type,metric,mean,std,seeds,gap_closed"
+    result = CliRunner().invoke(app, ["report", "--store", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "reports" / "benchmark-eta0.70.md").read_text() == markdown
+    assert (tmp_path / "reports" / "benchmark-eta0.30.csv").exists()
