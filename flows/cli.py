@@ -307,8 +307,8 @@ def report(
     ] = None,
 ) -> None:
     """Write the benchmark tables (Markdown + CSV, the shape of the paper's Table 1) under the store."""
-    from pipeline.reporting import benchmark_tables, evaluated_missing_rates
-    from stores.fs import join, write_bytes_atomic
+    from pipeline.reporting import benchmark_tables, evaluated_missing_rates, report_figures
+    from stores.fs import is_local, join, write_bytes_atomic
 
     store = store or default_store()
     rates = [missing_rate] if missing_rate is not None else evaluated_missing_rates(store)
@@ -319,6 +319,10 @@ def report(
         write_bytes_atomic(f"{stem}.csv", table.encode())
         typer.echo(markdown)
         typer.echo(f"written: {stem}.md, {stem}.csv")
+    if is_local(store):
+        for eta in rates:
+            for path in report_figures(store, eta):
+                typer.echo(f"figure: {path}")
 
 
 @app.command()

@@ -10,12 +10,23 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
+import torch
+
+from pipeline import plots
+from pipeline.diffusion.core import to_diffusion_space
 from pipeline.metrics import gap_closed
 from pipeline.restorers import RESTORER_NAMES
+from pipeline.training.restorer import load_restorer_models
+from stores.feature_store import FeatureStore
+from stores.restoration_store import RestorationStore
+from stores.restorer_store import RestorerStore
 from stores.results_store import query
 
 HEADLINE_ORDER = ("auroc", "f1_macro", "accuracy")
@@ -112,3 +123,100 @@ def benchmark_tables(root: str, eta: float) -> tuple[str, str]:
 def evaluated_missing_rates(root: str) -> list[float]:
     _, rows = query(root, "SELECT DISTINCT eta FROM metrics ORDER BY eta")
     return [row[0] for row in rows]
+
+
+def _restorations(root: str, eta: float) -> list[dict]:
+    """Manifests (with their folder) of the stored DiT restorations at `eta`, local stores only."""
+    found = []
+    for path in sorted(Path(root).glob("restorations/*/*/*/*/manifest.json")):
+        manifest = json.loads(path.read_text())
+        if manifest["restorer"] == "dit" and abs(manifest["eta"] - eta) < 1e-9:
+            found.append({**manifest, "folder": str(path.parent)})
+    return found
+
+
+def _robustness_figures(root: str, out: Path) -> list[Path]:
+    paths = []
+    for dataset, metric in headline_metrics(root).items():
+        _, rows = query(
+            root,
+            "SELECT restorer, missing_type, eta, avg(value) FROM metrics WHERE dataset = ? AND metric = ? "
+            "GROUP BY restorer, missing_type, eta",
+            [dataset, metric],
+        )
+        by_type: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+        for restorer, missing_type, eta, value in rows:
+            by_type[missing_type][restorer].append((eta, value))
+        for missing_type, curves in by_type.items():
+            path = out / f"robustness-{dataset}-{missing_type}.png"
+            plots.robustness_plot(
+                curves, metric, f"{dataset}, missing {missing_type}: {metric} vs missing rate", path
+            )
+            paths.append(path)
+    return paths
+
+
+def _feature_figures(root: str, restoration: dict, out: Path) -> list[Path]:
+    dataset, encoder_id = restoration["dataset"], restoration["encoder_id"]
+    store = FeatureStore(root, dataset, encoder_id)
+    arrays, samples, info = store.read_arrays(), store.read_samples(), store.manifest()["dataset_info"]
+    restored = RestorationStore(
+        root, dataset, encoder_id, restoration["restorer_key"], Path(restoration["folder"]).name
+    ).read()
+    splits = np.asarray(samples.column("split").to_pylist())
+    labels = samples.column("label").to_pylist()
+    paths = []
+    for modality in ("text", "image"):
+        rows = np.flatnonzero(
+            restored[f"{modality}_restored"] & arrays[f"{modality}_present"] & (splits == "test")
+        )[:1000]
+        if len(rows) < 10:
+            continue
+        true, fake = arrays[f"{modality}_emb"][rows], restored[f"{modality}_emb"][rows]
+        tag = f"{dataset}-{restoration['missing_type']}-{modality}"
+        path = out / f"pca-{tag}.png"
+        plots.pca_plot(true, fake, f"{dataset}: restored vs true {modality} features (test, PCA)", path)
+        paths.append(path)
+        single = np.array([len(labels[r]) == 1 for r in rows])
+        if info["classes"] and single.sum() >= 10:
+            first = np.array([labels[r][0] for r in rows[single]])
+            path = out / f"class-cosine-{tag}.png"
+            plots.class_similarity_plot(true[single], fake[single], first, list(info["classes"]),
+                                        f"{dataset}: class-wise cosine of {modality} features", path)  # fmt: skip
+            paths.append(path)
+    return paths
+
+
+def _gate_figure(root: str, restoration: dict, out: Path) -> list[Path]:
+    restorer_id = restoration["restorer_key"].split("-S")[0]
+    models, config = load_restorer_models(RestorerStore(root, restorer_id))
+    if config.dit.gating != "gating":
+        return []
+    features = FeatureStore(root, restoration["dataset"], restoration["encoder_id"]).read_arrays()
+    cond = to_diffusion_space(torch.from_numpy(features["image_emb"][features["image_present"]][:512]))
+    model = models["i2t"]
+    attention, mlp = [], []
+    with torch.no_grad():
+        for t in (10, 250, 500, 750, 990):
+            gate_vector = model.gate_vector(cond, torch.full((len(cond),), t), cond)
+            gates = [block.gates(gate_vector) for block in model.blocks]
+            attention.append(np.stack([z_attn[:, 0].mean(0).numpy() for z_attn, _ in gates]))
+            mlp.append(np.stack([z_mlp[:, 0].mean(0).numpy() for _, z_mlp in gates]))
+    path = out / f"gates-{restorer_id}.png"
+    plots.gate_plot(
+        np.mean(attention, axis=0), np.mean(mlp, axis=0), f"{restorer_id}: gate activations (I2T)", path
+    )
+    return [path]
+
+
+def report_figures(root: str, eta: float) -> list[Path]:
+    """Every figure the store's results and restorations allow, under {root}/reports/."""
+    out = Path(root) / "reports"
+    out.mkdir(parents=True, exist_ok=True)
+    paths = _robustness_figures(root, out)
+    restorations = _restorations(root, eta)
+    for restoration in {(r["dataset"], r["missing_type"]): r for r in restorations}.values():
+        paths += _feature_figures(root, restoration, out)
+    if restorations:
+        paths += _gate_figure(root, restorations[0], out)
+    return paths

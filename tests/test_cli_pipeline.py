@@ -1,37 +1,52 @@
-"""The commands chain through the stores: evaluate restores, trains the decoder, appends results."""
+"""The commands chain through the stores: evaluate restores, trains the decoder, appends results;
+report turns them into tables and figures."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+from PIL import Image
 from typer.testing import CliRunner
 
 from flows.cli import app
 
 
-def test_evaluate_then_sql_on_the_store(warm_store: Path, tmp_path: Path) -> None:
+def test_evaluate_sql_and_report_on_the_store(warm_store: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
     shutil.copytree(warm_store / "encoders", store / "encoders")
-    arguments = ["--dataset", "demo-cls", "--config", "demo-small", "--store", str(store)]
-    first = CliRunner().invoke(
-        app, ["evaluate", *arguments, "--restorer", "zero,oracle", "--missing-type", "text"]
-    )
+    arguments = [
+        "--dataset",
+        "demo-cls",
+        "--config",
+        "demo-small",
+        "--store",
+        str(store),
+        "--missing-type",
+        "text",
+    ]
+    first = CliRunner().invoke(app, ["evaluate", *arguments, "--restorer", "zero,dit,oracle"])
     assert first.exit_code == 0, first.output
-    assert (
-        "demo-cls zero" in first.output and "demo-cls oracle" in first.output and "accuracy" in first.output
-    )
+    for restorer in ("zero", "dit", "oracle"):
+        assert f"demo-cls {restorer}" in first.output
+    assert "accuracy" in first.output
 
-    result = CliRunner().invoke(
-        app, ["sql", "SELECT restorer, count(*) AS n, avg(value) FROM metrics GROUP BY 1 ORDER BY 1", "--store",
-              str(store), "--format", "csv"]
-    )  # fmt: skip
+    statement = "SELECT restorer, count(*) AS n, avg(value) FROM metrics GROUP BY 1 ORDER BY 1"
+    result = CliRunner().invoke(app, ["sql", statement, "--store", str(store), "--format", "csv"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].startswith("restorer,n,")
-    assert [line.split(",")[:2] for line in lines[1:]] == [["oracle", "1"], ["zero", "1"]]
+    assert [line.split(",")[:2] for line in lines[1:]] == [["dit", "1"], ["oracle", "1"], ["zero", "1"]]
 
-    again = CliRunner().invoke(
-        app, ["restore", *arguments, "--restorer", "zero,oracle", "--missing-type", "text"]
-    )
+    again = CliRunner().invoke(app, ["restore", *arguments, "--restorer", "zero,oracle"])
     assert again.exit_code == 0 and again.output.count("(cached)") == 2  # restorations are reused
+
+    report = CliRunner().invoke(app, ["report", "--store", str(store)])
+    assert report.exit_code == 0, report.output
+    assert "| dit |" in (store / "reports" / "benchmark-eta0.70.md").read_text()
+    figures = sorted(p.name for p in (store / "reports").glob("*.png"))
+    assert "robustness-demo-cls-text.png" in figures and "pca-demo-cls-text-text.png" in figures
+    assert any(name.startswith("gates-dit-gating") for name in figures)
+    for name in figures:
+        with Image.open(store / "reports" / name) as image:
+            assert image.size[0] > 300 and image.size[1] > 300
