@@ -14,6 +14,7 @@ from flows.datasets_cli import datasets_app
 
 if TYPE_CHECKING:
     from pipeline.restoration import RestoreResult
+    from pipeline.training.restorer import TrainConfig
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -114,20 +115,13 @@ def extract(
     _setup_logging()
     from pipeline.data.registry import expand
 
-    _features(
-        expand(dataset),
-        root,
-        store or default_store(),
-        model,
-        pretrained,
-        config,
-        device,
-        workers,
-        batch_size,
-    )
+    names = [(name, root) for name in expand(dataset)]
+    _features(names, store or default_store(), model, pretrained, config, device, workers, batch_size)
 
 
-def _train_config(config: str | None, variant: str | None, stages: int | None, preset: str | None):
+def _train_config(
+    config: str | None, variant: str | None, stages: int | None, preset: str | None
+) -> TrainConfig:
     from pipeline.config import load_config
     from pipeline.models.dit import DIT_PRESETS, DiTConfig
 
