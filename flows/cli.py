@@ -178,6 +178,13 @@ def train(
     )
 
 
+DownstreamOption = Annotated[str, typer.Option(help="Downstream dataset, or `demo` for both demo tasks.")]
+RootOption = Annotated[str | None, typer.Option(help="Raw dataset folder (not needed for demo).")]
+MissingRateOption = Annotated[float, typer.Option(help="Fraction eta of samples missing a modality.")]
+MaskSeedOption = Annotated[int, typer.Option(help="Mask seed (the decoder's seed follows it).")]
+StepsOption = Annotated[int | None, typer.Option(help="Sampling steps S for dit.")]
+CorpusOption = Annotated[str, typer.Option(help="The mid-stage corpus the restorers learn from.")]
+CorpusRootOption = Annotated[str | None, typer.Option(help="Raw corpus folder (not needed for demo).")]
 MissingTypeOption = Annotated[str, typer.Option(help="image, text or both.")]
 RestorerOption = Annotated[
     str, typer.Option(help="dit, zero, mean, swap, swap_gap, knn, regression, oracle, a comma list, or all.")
@@ -221,18 +228,18 @@ def _restorations(
 @app.command()
 @one_line_errors
 def restore(
-    dataset: Annotated[str, typer.Option(help="Downstream dataset, or `demo` for both demo tasks.")] = "demo",
-    root: Annotated[str | None, typer.Option(help="Raw dataset folder (not needed for demo).")] = None,
-    missing_rate: Annotated[float, typer.Option(help="Fraction eta of samples missing a modality.")] = 0.7,
+    dataset: DownstreamOption = "demo",
+    root: RootOption = None,
+    missing_rate: MissingRateOption = 0.7,
     missing_type: MissingTypeOption = "both",
     restorer: RestorerOption = "dit",
-    seed: Annotated[int, typer.Option(help="Mask seed.")] = 0,
-    steps: Annotated[int | None, typer.Option(help="Sampling steps S for dit.")] = None,
+    seed: MaskSeedOption = 0,
+    steps: StepsOption = None,
     samples: Annotated[
         int | None, typer.Option(help="dit: average this many DDIM draws (default 1).")
     ] = None,
-    corpus: Annotated[str, typer.Option(help="The mid-stage corpus the restorers learn from.")] = "demo",
-    corpus_root: Annotated[str | None, typer.Option(help="Raw corpus folder (not needed for demo).")] = None,
+    corpus: CorpusOption = "demo",
+    corpus_root: CorpusRootOption = None,
     store: StoreOption = "",
     model: ModelOption = "mmr-tiny",
     pretrained: PretrainedOption = "demo",
@@ -258,15 +265,15 @@ def restore(
 @app.command()
 @one_line_errors
 def evaluate(
-    dataset: Annotated[str, typer.Option(help="Downstream dataset, or `demo` for both demo tasks.")] = "demo",
-    root: Annotated[str | None, typer.Option(help="Raw dataset folder (not needed for demo).")] = None,
-    missing_rate: Annotated[float, typer.Option(help="Fraction eta of samples missing a modality.")] = 0.7,
+    dataset: DownstreamOption = "demo",
+    root: RootOption = None,
+    missing_rate: MissingRateOption = 0.7,
     missing_type: MissingTypeOption = "both",
     restorer: RestorerOption = "dit",
-    seed: Annotated[int, typer.Option(help="Mask seed (the decoder's seed follows it).")] = 0,
-    steps: Annotated[int | None, typer.Option(help="Sampling steps S for dit.")] = None,
-    corpus: Annotated[str, typer.Option(help="The mid-stage corpus the restorers learn from.")] = "demo",
-    corpus_root: Annotated[str | None, typer.Option(help="Raw corpus folder (not needed for demo).")] = None,
+    seed: MaskSeedOption = 0,
+    steps: StepsOption = None,
+    corpus: CorpusOption = "demo",
+    corpus_root: CorpusRootOption = None,
     store: StoreOption = "",
     model: ModelOption = "mmr-tiny",
     pretrained: PretrainedOption = "demo",

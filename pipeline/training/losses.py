@@ -51,19 +51,3 @@ def mutual_terms(
     i2t_term = F.mse_loss(i2t(noisy_text, t, x0_hat_image), noise_text)
     t2i_term = F.mse_loss(t2i(noisy_image, t, x0_hat_text), noise_image)
     return i2t_term, t2i_term
-
-
-def mutual_loss(
-    i2t: nn.Module,
-    t2i: nn.Module,
-    scheduler: DDPMScheduler,
-    image: torch.Tensor,
-    text: torch.Tensor,
-    t: torch.Tensor,
-    noise_image: torch.Tensor,
-    noise_text: torch.Tensor,
-    tau: int,
-) -> torch.Tensor:
-    """L_mutual: the sum of both consistency terms."""
-    i2t_term, t2i_term = mutual_terms(i2t, t2i, scheduler, image, text, t, noise_image, noise_text, tau)
-    return i2t_term + t2i_term

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from pipeline.diffusion.core import DiffusionConfig, to_diffusion_space, training_scheduler
 from pipeline.models.dit import DIT_PRESETS, ConditionalDiT, DiTConfig
-from pipeline.training.losses import base_loss, mutual_loss
+from pipeline.training.losses import base_loss, mutual_terms
 from stores.restorer_store import RestorerStore
 
 log = logging.getLogger(__name__)
@@ -177,10 +177,11 @@ def train_restorer(
                 t_mutual = torch.randint(0, config.tau, size, generator=generator).to(device)
                 noise_image = torch.randn(image.shape, generator=generator).to(device)
                 noise_text = torch.randn(text.shape, generator=generator).to(device)
-                loss_mutual = mutual_loss(
+                i2t_term, t2i_term = mutual_terms(
                     models["i2t"], models["t2i"], scheduler, image, text, t_mutual, noise_image, noise_text,
                     config.tau,
                 )  # fmt: skip
+                loss_mutual = i2t_term + t2i_term
                 loss = loss + loss_mutual
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
