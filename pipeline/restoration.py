@@ -34,8 +34,8 @@ from pipeline.restorers import (
 from pipeline.training.restorer import TrainConfig, TrainResult, load_restorer_models, train_restorer
 from pipeline.version import code_version
 from stores.feature_store import FeatureStore
-from stores.fs import exists
-from stores.restoration_store import RestorationStore, mask_url, read_table, write_table
+from stores.fs import exists, read_parquet, write_parquet
+from stores.restoration_store import RestorationStore, mask_url
 from stores.restorer_store import RestorerStore
 
 log = logging.getLogger(__name__)
@@ -149,8 +149,8 @@ def masks_for(
     )
     if not exists(url):
         splits = np.asarray(store.read_samples().column("split").to_pylist())
-        write_table(url, draw_masks(dataset, splits, eta, missing_type, seed))
-    return read_table(url)
+        write_parquet(url, draw_masks(dataset, splits, eta, missing_type, seed))
+    return read_parquet(url)
 
 
 @dataclass

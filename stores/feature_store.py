@@ -20,11 +20,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import zarr
 
 from pipeline.errors import StoreMismatchError
-from stores.fs import exists, join, list_names, read_json, url_to_fs, write_bytes_atomic, write_json_atomic
+from stores.fs import exists, join, list_names, read_json, read_parquet, write_json_atomic, write_parquet
 
 SAMPLES_SCHEMA = pa.schema(
     [
@@ -96,9 +95,7 @@ class FeatureStore:
             )
         for name in ("image_present", "text_present"):
             group.create_array(name, shape=(n_rows,), chunks=(chunk,), dtype="bool", overwrite=True)
-        sink = pa.BufferOutputStream()
-        pq.write_table(samples.cast(SAMPLES_SCHEMA), sink)
-        write_bytes_atomic(self.samples_url, sink.getvalue().to_pybytes())
+        write_parquet(self.samples_url, samples.cast(SAMPLES_SCHEMA))
         write_json_atomic(self.manifest_url, manifest)  # last: the store exists once this does
 
     def _check_same(self, existing: dict[str, Any], wanted: dict[str, Any]) -> None:
@@ -171,9 +168,7 @@ class FeatureStore:
         return [read_json(self.marker_url(shard)) for shard in sorted(self.committed_shards())]
 
     def read_samples(self) -> pa.Table:
-        fs, path = url_to_fs(self.samples_url)
-        with fs.open(path, "rb") as handle:
-            return pq.read_table(handle)
+        return read_parquet(self.samples_url)
 
     def read_arrays(self) -> dict[str, np.ndarray]:
         """All four arrays (features as float32). Refuses a store with uncommitted shards."""

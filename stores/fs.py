@@ -12,6 +12,8 @@ import uuid
 from typing import Any
 
 import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 
@@ -68,3 +70,16 @@ def list_names(url: str) -> list[str]:
     if not fs.exists(path):
         return []
     return sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(path, detail=False))
+
+
+def write_parquet(url: str, table: pa.Table) -> None:
+    """Write `table` as one Parquet file, atomically."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    write_bytes_atomic(url, sink.getvalue().to_pybytes())
+
+
+def read_parquet(url: str) -> pa.Table:
+    fs, path = url_to_fs(url)
+    with fs.open(path, "rb") as handle:
+        return pq.read_table(handle)

@@ -12,29 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import zarr
 
-from stores.fs import exists, join, read_json, url_to_fs, write_bytes_atomic, write_json_atomic
+from stores.fs import exists, join, read_json, write_json_atomic
 
 ARRAYS = ("image_emb", "text_emb", "image_restored", "text_restored")
 
 
 def mask_url(root: str, dataset: str, fingerprint: str, name: str) -> str:
     return join(root, "masks", dataset, fingerprint[:12], f"{name}.parquet")
-
-
-def write_table(url: str, table: pa.Table) -> None:
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    write_bytes_atomic(url, sink.getvalue().to_pybytes())
-
-
-def read_table(url: str) -> pa.Table:
-    fs, path = url_to_fs(url)
-    with fs.open(path, "rb") as handle:
-        return pq.read_table(handle)
 
 
 class RestorationStore:

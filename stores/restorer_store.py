@@ -13,11 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline.errors import StoreMismatchError
 from stores.checkpoints import load_checkpoint, save_checkpoint
-from stores.fs import join, list_names, read_json, url_to_fs, write_bytes_atomic, write_json_atomic
+from stores.fs import join, list_names, read_json, read_parquet, url_to_fs, write_json_atomic, write_parquet
 
 KEEP_CHECKPOINTS = 2
 
@@ -61,9 +60,7 @@ class RestorerStore:
             fs.rm(url_to_fs(join(self.url, old))[1], recursive=True)
 
     def write_losses(self, table: pa.Table, step: int) -> None:
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
-        write_bytes_atomic(join(self.url, "losses", f"{step:08d}.parquet"), sink.getvalue().to_pybytes())
+        write_parquet(join(self.url, "losses", f"{step:08d}.parquet"), table)
 
     def read_losses(self) -> pa.Table:
         """Per-step losses up to the latest checkpoint (parts from an unfinished interval dropped)."""
@@ -72,7 +69,5 @@ class RestorerStore:
         parts = []
         for name in list_names(join(self.url, "losses")):
             if name.endswith(".parquet") and int(name.split(".")[0]) <= last:
-                fs, path = url_to_fs(join(self.url, "losses", name))
-                with fs.open(path, "rb") as handle:
-                    parts.append(pq.read_table(handle))
+                parts.append(read_parquet(join(self.url, "losses", name)))
         return pa.concat_tables(parts) if parts else pa.table({"step": pa.array([], pa.int64())})

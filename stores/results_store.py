@@ -21,8 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from pipeline.errors import StoreMismatchError
-from stores.fs import is_local, join
-from stores.restoration_store import write_table
+from stores.fs import is_local, join, write_parquet
 
 METRIC_COLUMNS = pa.schema(
     [
@@ -60,7 +59,7 @@ def append_metrics(root: str, run: dict[str, Any], scores: dict[str, float]) -> 
             for metric, value in scores.items()]  # fmt: skip
     table = pa.Table.from_pylist([{name: row.get(name) for name in METRIC_COLUMNS.names} for row in rows],
                                  schema=METRIC_COLUMNS)  # fmt: skip
-    write_table(join(root, "results", "metrics", f"{run_id}.parquet"), table)
+    write_parquet(join(root, "results", "metrics", f"{run_id}.parquet"), table)
     ensure_views(root)
     return run_id
 

@@ -9,7 +9,6 @@ raises inside a run.
 from __future__ import annotations
 
 import io
-import tarfile
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -55,27 +54,6 @@ class BytesImage:
 
     def describe(self) -> str:
         return self.origin
-
-
-@dataclass(frozen=True)
-class TarMemberImage:
-    """One member of a tar shard (img2dataset webdataset layout), read without unpacking."""
-
-    tar_path: str
-    member: str
-
-    def open(self) -> Image.Image:
-        import fsspec
-
-        with fsspec.open(self.tar_path, "rb") as handle, tarfile.open(fileobj=handle) as tar:
-            extracted = tar.extractfile(self.member)
-            if extracted is None:
-                raise FileNotFoundError(f"{self.member} is not a file in {self.tar_path}")
-            data = extracted.read()
-        return BytesImage(data).open()
-
-    def describe(self) -> str:
-        return f"{self.tar_path}#{self.member}"
 
 
 @dataclass(frozen=True)
