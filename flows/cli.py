@@ -306,24 +306,20 @@ def report(
     missing_rate: Annotated[
         float | None, typer.Option(help="Only this eta (default: every evaluated one).")
     ] = None,
+    config: ConfigOption = None,
+    steps: Annotated[
+        int | None, typer.Option(help="S of the DiT in the main table (default: the config's).")
+    ] = None,
 ) -> None:
     """Write the benchmark tables (Markdown + CSV, the shape of the paper's Table 1) under the store."""
-    from pipeline.reporting import benchmark_tables, evaluated_missing_rates, report_figures
-    from stores.fs import is_local, join, write_bytes_atomic
+    from pipeline.config import load_config
+    from pipeline.steps import write_report
 
-    store = store or default_store()
-    rates = [missing_rate] if missing_rate is not None else evaluated_missing_rates(store)
-    for eta in rates:
-        markdown, table = benchmark_tables(store, eta)
-        stem = join(store, "reports", f"benchmark-eta{eta:.2f}")
-        write_bytes_atomic(f"{stem}.md", markdown.encode())
-        write_bytes_atomic(f"{stem}.csv", table.encode())
+    written = write_report(store or default_store(), missing_rate, steps or load_config(config).restore.steps)
+    for markdown in written["tables"].values():
         typer.echo(markdown)
-        typer.echo(f"written: {stem}.md, {stem}.csv")
-    if is_local(store):
-        for eta in rates:
-            for path in report_figures(store, eta):
-                typer.echo(f"figure: {path}")
+    for path in written["files"]:
+        typer.echo(f"written: {path}")
 
 
 @app.command()
@@ -364,6 +360,97 @@ def sql(
         for row in rows:
             table.add_row(*(f"{value:.4f}" if isinstance(value, float) else str(value) for value in row))
         Console().print(table)
+
+
+def _prefect_environment(store: str) -> None:
+    """Prefect's ephemeral mode with its state under a local store, unless a server is configured."""
+    from stores.fs import is_local
+
+    if "PREFECT_API_URL" not in os.environ and is_local(store):
+        home = os.path.abspath(os.path.join(store.removeprefix("file://"), ".prefect"))
+        os.makedirs(home, exist_ok=True)  # Prefect makes only the last folder of its home
+        os.environ["PREFECT_HOME"] = home
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The ephemeral server takes ~20 s to start on 2 cores; Prefect's default gives up sooner.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # progress bars and the table say enough
+
+
+def _split(values: str) -> list[str]:
+    return [value.strip() for value in values.split(",") if value.strip()]
+
+
+@app.command()
+@one_line_errors
+def run(
+    missing_rate: Annotated[
+        str, typer.Option(help="Missing rate eta, or a comma list (0.1,0.5,0.7).")
+    ] = "0.7",
+    dataset: Annotated[
+        str, typer.Option(help="Downstream datasets, comma list (`demo` = both demo tasks).")
+    ] = "demo",
+    root: Annotated[
+        list[str] | None, typer.Option(help="NAME=PATH raw folder of a real dataset; repeatable.")
+    ] = None,
+    restorers: Annotated[
+        str, typer.Option(help="Comma list of restorers, or `all` (adds swap, swap_gap, knn, regression).")
+    ] = "zero,mean,dit,oracle",
+    missing_types: Annotated[str, typer.Option(help="Comma list of image, text, both.")] = "image,text,both",
+    seeds: Annotated[str, typer.Option(help="Comma list of mask seeds.")] = "0,1,2",
+    steps: StepsOption = None,
+    corpus: CorpusOption = "demo",
+    corpus_root: CorpusRootOption = None,
+    store: StoreOption = "",
+    model: ModelOption = "mmr-tiny",
+    pretrained: PretrainedOption = "demo",
+    config: ConfigOption = None,
+    device: DeviceOption = "auto",
+    workers: Annotated[int, typer.Option(help="Tasks run at once (threads).")] = 1,
+    dask_address: Annotated[
+        str | None, typer.Option(help="Run tasks on this Dask scheduler instead.")
+    ] = None,
+    ablations: Annotated[
+        bool, typer.Option(help="Also run the DiT ablations (gating, stages, steps).")
+    ] = False,
+) -> None:
+    """Run the whole benchmark (extract, train, restore, evaluate, report) as a Prefect flow."""
+    from pipeline.errors import ConfigError
+
+    store = store or default_store()
+    _prefect_environment(store)
+    try:
+        rates = [float(value) for value in _split(missing_rate)]
+        seed_list = [int(value) for value in _split(seeds)]
+    except ValueError:
+        raise ConfigError(
+            f"--missing-rate {missing_rate!r} / --seeds {seeds!r}: use comma lists of numbers"
+        ) from None
+    roots = {}
+    for pair in root or []:
+        name, sep, path = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"--root {pair!r}: write NAME=PATH, e.g. --root mmimdb=/data/mmimdb")
+        roots[name] = path
+    from flows.flows import benchmark_flow
+    from flows.runners import task_runner
+    from pipeline.restorers import RESTORER_NAMES
+
+    chosen = list(RESTORER_NAMES) if restorers == "all" else _split(restorers)
+    result = benchmark_flow.with_options(task_runner=task_runner(workers, dask_address))(
+        datasets=_split(dataset), missing_rates=rates, missing_types=_split(missing_types), seeds=seed_list,
+        restorers=chosen, corpus=corpus, corpus_root=corpus_root, roots=roots or None, store=store,
+        model=model, pretrained=pretrained, config=config, device=device, steps=steps, ablations=ablations,
+    )  # fmt: skip
+    training = result["training"]
+    if training and training["trained_now"]:
+        typer.echo(f"restorer {training['restorer_id']}: trained steps {training['resumed_from']} -> "
+                   f"{training['steps']} in {training['seconds']:.0f} s")  # fmt: skip
+    elif training:
+        typer.echo(f"restorer {training['restorer_id']}: already trained")
+    for markdown in result["tables"].values():
+        typer.echo(markdown)
+    typer.echo(f"{result['evaluations']} evaluations, {result['computed']} computed now; report in "
+               f"{os.path.join(store, 'reports')}")  # fmt: skip
 
 
 app.add_typer(datasets_app, name="datasets")

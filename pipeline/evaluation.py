@@ -8,7 +8,9 @@ kept (model selection on val), then the test split is scored once.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +67,18 @@ def _probabilities(model: RestorationDecoder, inputs: list[torch.Tensor], label_
     return (torch.sigmoid(logits) if label_kind == "multi" else logits.softmax(dim=-1)).numpy()
 
 
+@contextlib.contextmanager
+def _one_intra_op_thread() -> Iterator[None]:
+    """The decoder's ops are tiny: one thread skips OpenMP hand-offs (about 20% faster on 2 cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@_one_intra_op_thread()
 def train_and_score(
     filled: dict[str, np.ndarray],
     labels: list[list[int]],
@@ -127,9 +141,13 @@ def train_and_score(
 
 
 def evaluate_restoration(
-    root: str, dataset: str, encoder_id: str, restoration: RestoreResult, config: DecoderTraining
-) -> tuple[str, EvaluationResult]:
-    """Train and score the decoder on one stored restoration; append the scores to the results."""
+    root: str, dataset: str, encoder_id: str, restoration: RestoreResult, config: DecoderTraining,
+    run_id: str | None = None,
+) -> tuple[str, EvaluationResult]:  # fmt: skip
+    """Train and score the decoder on one stored restoration; append the scores to the results.
+
+    `run_id` names the results file: a content id makes the evaluation idempotent (a rerun finds it).
+    """
     features = FeatureStore(root, dataset, encoder_id)
     info = features.manifest()["dataset_info"]
     samples = features.read_samples()
@@ -144,6 +162,7 @@ def evaluate_restoration(
     )
     manifest = restoration.manifest
     run = {
+        "run_id": run_id,
         "dataset": dataset,
         "encoder_id": encoder_id,
         "restorer": manifest["restorer"],

@@ -19,12 +19,12 @@ import pyarrow as pa
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from pipeline.data.adapter import DatasetAdapter
 from pipeline.data.loading import EncoderInputs, RawRow
 from pipeline.data.sample import clean_text
 from pipeline.encoders.frozen import FrozenEncoder
+from pipeline.progress import progress_bar
 from pipeline.version import code_version
 from stores.feature_store import FeatureStore, ShardFeatures
 
@@ -145,11 +145,8 @@ def encode_shards(
     )
     pending: dict[int, ShardFeatures] = {}
     filled: Counter = Counter()
-    bar = tqdm(
-        total=sum(len(b) for b in batches),
-        desc=f"extract {store.dataset}",
-        unit="sample",
-        disable=not progress,
+    bar = progress_bar(
+        progress, total=sum(len(b) for b in batches), desc=f"extract {store.dataset}", unit="sample"
     )
     for batch in loader:
         batch_rows = batch["row"].numpy()

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from pipeline import plots
+from pipeline.ablations import ablation_tables, is_reference, parse_variant, reference_steps
 from pipeline.diffusion.core import to_diffusion_space
 from pipeline.metrics import gap_closed
 from pipeline.restorers import RESTORER_NAMES
@@ -54,29 +55,35 @@ def headline_metrics(root: str) -> dict[str, str]:
             if any(m in metrics for m in HEADLINE_ORDER)}  # fmt: skip
 
 
-def benchmark_cells(root: str, eta: float) -> dict[tuple[str, str, str], Cell]:
+def benchmark_cells(root: str, eta: float, dit_steps: int | None = None) -> dict[tuple[str, str, str], Cell]:
     """(restorer, dataset, missing type) -> mean/std over seeds of the headline metric at eta.
 
     When one (restorer, dataset, type, seed) was evaluated more than once, its latest run counts.
+    Of the DiT variants only the reference counts: gating, both stages, S = `dit_steps` (None:
+    the most evaluated S).
     """
     cells = {}
+    steps = reference_steps(root, dit_steps)
     for dataset, metric in headline_metrics(root).items():
         _, rows = query(
             root,
             """
-            WITH latest AS (
-                SELECT restorer, missing_type, seed, arg_max(value, timestamp) AS value
-                FROM metrics
-                WHERE dataset = ? AND metric = ? AND abs(eta - ?) < 1e-9
-                GROUP BY restorer, missing_type, seed
-            )
-            SELECT restorer, missing_type, avg(value), coalesce(stddev_samp(value), 0), count(*)
-            FROM latest GROUP BY restorer, missing_type
+            SELECT restorer, variant, missing_type, seed, arg_max(value, timestamp)
+            FROM metrics
+            WHERE dataset = ? AND metric = ? AND abs(eta - ?) < 1e-9
+            GROUP BY restorer, variant, missing_type, seed
             """,
             [dataset, metric, eta],
         )
-        for restorer, missing_type, mean, std, seeds in rows:
-            cells[(restorer, dataset, missing_type)] = Cell(mean, std, seeds)
+        values: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
+        for restorer, variant, missing_type, seed, value in rows:
+            if restorer == "dit" and parse_variant(variant) and not is_reference(variant, steps):
+                continue  # other DiT variants go to the ablation tables
+            values[(restorer, missing_type)][seed] = value
+        for (restorer, missing_type), by_seed in values.items():
+            seeds = list(by_seed.values())
+            std = float(np.std(seeds, ddof=1)) if len(seeds) > 1 else 0.0
+            cells[(restorer, dataset, missing_type)] = Cell(float(np.mean(seeds)), std, len(seeds))
     return cells
 
 
@@ -90,9 +97,9 @@ def _restorers(cells: dict[tuple[str, str, str], Cell]) -> list[str]:
     return [name for name in RESTORER_NAMES if name in present] + sorted(present - set(RESTORER_NAMES))
 
 
-def benchmark_tables(root: str, eta: float) -> tuple[str, str]:
+def benchmark_tables(root: str, eta: float, dit_steps: int | None = None) -> tuple[str, str]:
     """(Markdown, CSV) of the Table-1-shaped benchmark and the gap-closed table at `eta`."""
-    cells = benchmark_cells(root, eta)
+    cells = benchmark_cells(root, eta, dit_steps)
     columns, restorers = _columns(cells), _restorers(cells)
     metrics = headline_metrics(root)
     header = [f"{dataset} {missing} ({metrics[dataset]})" for dataset, missing in columns]
@@ -117,7 +124,8 @@ def benchmark_tables(root: str, eta: float) -> tuple[str, str]:
                 )
         lines.append(f"| {restorer} | " + " | ".join(row) + " |")
         gap_lines.append(f"| {restorer} | " + " | ".join(gap_row) + " |")
-    return "\n".join(lines + gap_lines) + "\n", sink.getvalue()
+    ablations = ablation_tables(root, eta, metrics, columns, reference_steps(root, dit_steps))
+    return "\n".join(lines + gap_lines) + "\n" + ablations, sink.getvalue()
 
 
 def evaluated_missing_rates(root: str) -> list[float]:

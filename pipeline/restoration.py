@@ -6,6 +6,7 @@ and writes its output back; callers (CLI, Prefect flows) pass ids and paths only
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from pipeline.training.restorer import TrainConfig, TrainResult, load_restorer_m
 from pipeline.version import code_version
 from stores.feature_store import FeatureStore
 from stores.fs import exists, read_parquet, write_parquet
-from stores.restoration_store import RestorationStore, mask_url
+from stores.restoration_store import RestorationStore, RestoredRows, mask_url
 from stores.restorer_store import RestorerStore
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,11 @@ class RestoreSettings(BaseModel):
     clip_x0: float | None = Field(5.0, gt=0)
     # dit: average this many independent DDIM draws per sample (1 = the paper's single draw).
     samples: int = Field(1, ge=1)
+
+
+# Restorers whose output for a row depends only on that row's available feature (and seed), and
+# that cost enough to restore every row once and let each mask select: see `RestoredRows`.
+PER_ROW_RESTORERS = frozenset({"dit", "knn", "regression"})
 
 
 def corpus_pairs(root: str, corpus: str, encoder_id: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -186,10 +192,13 @@ def restore(
     features = FeatureStore(root, dataset, encoder_id).read_arrays()
     masks = masks_for(root, dataset, eta, missing_type, mask_seed, encoder_id)
     splits = np.asarray(masks.column("split").to_pylist())
-    corpus_features = (
-        corpus_pairs(root, corpus, encoder_id)[:2] if corpus and name in ("knn", "regression") else None
-    )
-    restorer = build_restorer(name, settings, features, splits, corpus_features, trained, device)
+
+    @functools.cache
+    def restorer() -> Restorer:  # built on first use: a per-row restorer may find every row stored
+        corpus_features = (
+            corpus_pairs(root, corpus, encoder_id)[:2] if corpus and name in ("knn", "regression") else None
+        )
+        return build_restorer(name, settings, features, splits, corpus_features, trained, device)
 
     image_missing = masks.column("image_missing").to_numpy() | ~features["image_present"]
     text_missing = masks.column("text_missing").to_numpy() | ~features["text_present"]
@@ -205,8 +214,20 @@ def restore(
     ):
         rows = np.flatnonzero(restored[flag])
         filled[target][rows] = 0.0
-        if len(rows):
-            filled[target][rows] = restorer.restore(features[source][rows], direction, rows)  # type: ignore[arg-type]
+        if len(rows) and name in PER_ROW_RESTORERS:
+            shared = RestoredRows(root, dataset, encoder_id, key, direction)
+            every_row = shared.read()
+            if every_row is None:
+                sources = np.flatnonzero(features[source.replace("emb", "present")])
+                every_row = np.zeros_like(features[target])
+                sampling_started = time.perf_counter()
+                every_row[sources] = restorer().restore(features[source][sources], direction, sources)  # type: ignore[arg-type]
+                every_row = every_row.astype(np.float16)  # as stored, so a rerun scores the same values
+                shared.write(every_row, {"rows": len(sources), "steps": settings.steps,
+                                         "seconds": time.perf_counter() - sampling_started})  # fmt: skip
+            filled[target][rows] = every_row[rows]
+        elif len(rows):
+            filled[target][rows] = restorer().restore(features[source][rows], direction, rows)  # type: ignore[arg-type]
         for split in np.unique(splits):
             scored = rows[(splits[rows] == split) & features[present][rows]]
             if len(scored):
@@ -234,3 +255,10 @@ def restore(
     }
     output.write({**filled, **restored}, manifest)
     return RestoreResult(output, manifest, cached=False)
+
+
+def open_restoration(root: str, manifest: dict[str, Any]) -> RestoreResult:
+    """A committed restoration, from the manifest `restore` returned."""
+    store = RestorationStore(root, manifest["dataset"], manifest["encoder_id"], manifest["restorer_key"],
+                             mask_name(manifest["eta"], manifest["missing_type"], manifest["mask_seed"]))  # fmt: skip
+    return RestoreResult(store, store.manifest() or manifest, cached=True)

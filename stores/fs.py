@@ -64,6 +64,12 @@ def read_json(url: str) -> Any | None:
         return None
 
 
+def read_bytes(url: str) -> bytes:
+    fs, path = url_to_fs(url)
+    with fs.open(path, "rb") as handle:
+        return handle.read()
+
+
 def list_names(url: str) -> list[str]:
     """Base names of the entries directly under `url` (empty when it does not exist)."""
     fs, path = url_to_fs(url)

@@ -5,16 +5,20 @@
     image_emb, text_emb            (N, D) float16: the available features, restored ones filled in
     image_restored, text_restored  (N,) bool: which entries were restored
     manifest.json                  settings, ids and quality figures; written last (commit marker)
+{root}/restorations/{dataset}/{encoder_id}/{restorer_key}/all-rows/{direction}.npy, .json
+    a sampling restorer's output for every row that has the source modality, shared by all masks,
+    and its timing (rows, steps, seconds)
 """
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import numpy as np
 import zarr
 
-from stores.fs import exists, join, read_json, write_json_atomic
+from stores.fs import exists, join, read_bytes, read_json, write_bytes_atomic, write_json_atomic
 
 ARRAYS = ("image_emb", "text_emb", "image_restored", "text_restored")
 
@@ -46,3 +50,28 @@ class RestorationStore:
         for name in ("image_emb", "text_emb"):
             arrays[name] = arrays[name].astype(np.float32)
         return arrays
+
+
+class RestoredRows:
+    """One direction's restorations of every row of a dataset, for restorers that are costly to run.
+
+    A DiT restoration of a row depends only on its available feature, the direction and its
+    seed, never on the mask, so every (missing type, mask seed) selects from one shared array.
+    """
+
+    def __init__(self, root: str, dataset: str, encoder_id: str, restorer_key: str, direction: str) -> None:
+        self.url = join(
+            root, "restorations", dataset, encoder_id, restorer_key, "all-rows", f"{direction}.npy"
+        )
+
+    def read(self) -> np.ndarray | None:
+        if not exists(self.url):
+            return None
+        return np.load(io.BytesIO(read_bytes(self.url)))
+
+    def write(self, restored: np.ndarray, timing: dict[str, Any]) -> None:
+        """Store the array as given (the caller uses the values it stores) and how long it took."""
+        write_json_atomic(self.url.removesuffix(".npy") + ".json", timing)
+        buffer = io.BytesIO()
+        np.save(buffer, restored)
+        write_bytes_atomic(self.url, buffer.getvalue())  # last: its presence marks the rows done

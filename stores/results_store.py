@@ -21,7 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from pipeline.errors import StoreMismatchError
-from stores.fs import is_local, join, write_parquet
+from stores.fs import exists, is_local, join, read_parquet, write_parquet
 
 METRIC_COLUMNS = pa.schema(
     [
@@ -59,9 +59,22 @@ def append_metrics(root: str, run: dict[str, Any], scores: dict[str, float]) -> 
             for metric, value in scores.items()]  # fmt: skip
     table = pa.Table.from_pylist([{name: row.get(name) for name in METRIC_COLUMNS.names} for row in rows],
                                  schema=METRIC_COLUMNS)  # fmt: skip
-    write_parquet(join(root, "results", "metrics", f"{run_id}.parquet"), table)
+    write_parquet(metrics_url(root, run_id), table)
     ensure_views(root)
     return run_id
+
+
+def metrics_url(root: str, run_id: str) -> str:
+    return join(root, "results", "metrics", f"{run_id}.parquet")
+
+
+def read_run(root: str, run_id: str) -> dict[str, Any] | None:
+    """The scores of one committed evaluation ({run_id, scores, n}), or None if it never finished."""
+    url = metrics_url(root, run_id)
+    if not exists(url):
+        return None
+    rows = read_parquet(url).to_pylist()
+    return {"run_id": run_id, "scores": {row["metric"]: row["value"] for row in rows}, "n": rows[0]["n"]}
 
 
 def database_path(root: str) -> Path:

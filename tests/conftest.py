@@ -24,6 +24,7 @@ os.environ.update(
         "MMR_STORE": str(_SANDBOX / "default-store"),
     }
 )
+(_SANDBOX / "prefect").mkdir(parents=True, exist_ok=True)  # Prefect makes only the last folder
 
 
 @pytest.fixture(scope="session")

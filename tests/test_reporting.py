@@ -51,3 +51,30 @@ def test_tables_and_the_report_command(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert (tmp_path / "reports" / "benchmark-eta0.70.md").read_text() == markdown
     assert (tmp_path / "reports" / "benchmark-eta0.30.csv").exists()
+
+
+def _dit_key(gating: str, stages: int, steps: int) -> str:
+    return f"dit-{gating}-s{stages}-0123456789ab-S{steps}-ddim-clip5-seed0"
+
+
+def test_ablation_variants_leave_the_benchmark_table_for_their_own_tables(tmp_path: Path) -> None:
+    variants = {("gating", 2, 50): 0.60, ("adaln", 2, 50): 0.55, ("none", 2, 50): 0.50,
+                ("gating", 1, 50): 0.57, ("gating", 2, 10): 0.58}  # fmt: skip
+    for (gating, stages, steps), value in variants.items():
+        for seed in (0, 1):
+            run = {**BASE, "restorer": "dit", "variant": _dit_key(gating, stages, steps), "seed": seed,
+                   "missing_type": "both", "sampling_steps": steps}  # fmt: skip
+            append_metrics(str(tmp_path), run, {"f1_macro": value + seed * 0.01})
+    for seed in (0, 1):  # the reference S is the most evaluated one: 50, not 10
+        run = {**BASE, "restorer": "dit", "variant": _dit_key("gating", 2, 50), "seed": seed + 2,
+               "missing_type": "both"}  # fmt: skip
+        append_metrics(str(tmp_path), run, {"f1_macro": 0.60 + (seed + 2) * 0.01})
+    markdown, _ = benchmark_tables(str(tmp_path), 0.7)
+    assert "| dit | 61.50 ± 1.29 |" in markdown  # the reference alone: seeds 0-3 of gating/s2/S50
+    gating_table = markdown.split("## Ablation: gating variants")[1].split("##")[0]
+    assert [line.split(" | ")[0] for line in gating_table.splitlines() if line.startswith("| ") and "---" not in line][1:] == [
+        "| gating", "| adaln", "| none"]  # fmt: skip
+    assert "| adaln | 55.50 ± 0.71 |" in gating_table
+    assert "| base (stage 1) | 57.50 ± 0.71 |" in markdown
+    steps_table = markdown.split("## Ablation: sampling steps")[1]
+    assert "| 10 | 58.50 ± 0.71 | — |" in steps_table  # no sampling timings stored for these rows

@@ -17,10 +17,9 @@ from dataclasses import dataclass, field, fields
 from itertools import islice
 from typing import Protocol, runtime_checkable
 
-from tqdm.auto import tqdm
-
 from pipeline.data.adapter import DatasetAdapter, DatasetInfo
 from pipeline.data.sample import Sample, clean_text, open_rgb
+from pipeline.progress import progress_bar
 
 EXAMPLES = 5  # bad image files named in the report
 
@@ -111,7 +110,7 @@ def check_dataset(adapter: DatasetAdapter, root: str, workers: int = 8, progress
     """
     info = adapter.info
     report = CheckReport(info=info, root=root, splits={split: SplitCounts() for split in info.splits})
-    bar = tqdm(desc=f"check {info.name}", unit="sample", disable=not progress)
+    bar = progress_bar(progress, desc=f"check {info.name}", unit="sample")
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for batch in _batches(adapter.samples(), 64):
             for sample, (kind, detail) in zip(batch, pool.map(_image_status, batch), strict=True):

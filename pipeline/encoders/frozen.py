@@ -12,6 +12,7 @@ Where the weights come from (`EncoderConfig.pretrained`):
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
 from collections.abc import Callable
@@ -186,8 +187,22 @@ def build_encoder(config: EncoderConfig, device: str | torch.device = "cpu") -> 
     return FrozenEncoder(config, model, preprocess, state_digest(model))
 
 
+class _RandomInitNotice(logging.Filter):
+    """Drops open_clip's "No pretrained weights loaded" warning: here random init is the point."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No pretrained weights loaded")
+
+
 def tiny_model(model_name: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Callable]:
     """A randomly initialised open_clip model and its eval preprocessing (warm-up starts here)."""
     register_project_models()
-    model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=None, device=device)
+    notice = _RandomInitNotice()
+    logging.getLogger().addFilter(notice)  # open_clip logs through the root logger
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            model_name, pretrained=None, device=device
+        )
+    finally:
+        logging.getLogger().removeFilter(notice)
     return model, preprocess

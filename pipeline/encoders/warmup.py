@@ -16,12 +16,12 @@ import open_clip
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from pipeline.data.demo import DemoAdapter, DemoConfig
 from pipeline.data.loading import EncoderInputs, RawRow
 from pipeline.encoders.frozen import EncoderConfig, FrozenEncoder, build_encoder, state_digest, tiny_model
 from pipeline.hashing import content_id
+from pipeline.progress import progress_bar
 from pipeline.version import code_version
 from stores.checkpoints import checkpoint_exists, load_checkpoint, save_checkpoint
 from stores.fs import join
@@ -35,7 +35,7 @@ class WarmupConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     model: str = "mmr-tiny"
-    steps: int = Field(400, ge=1)
+    steps: int = Field(600, ge=1)
     batch_size: int = Field(128, ge=2)
     lr: float = 2e-3
     weight_decay: float = 0.1
@@ -67,7 +67,7 @@ def train_demo_encoder(
     inputs = EncoderInputs(rows, preprocess, tokenizer, demo.image_size)
     # Decode the corpus once (in parallel workers); every epoch then reuses the tensors.
     loader = DataLoader(inputs, batch_size=512, num_workers=workers)
-    batches = list(tqdm(loader, desc="render demo corpus", unit="batch", disable=not progress))
+    batches = list(progress_bar(progress, iterable=loader, desc="render demo corpus", unit="batch"))
     pixels = torch.cat([batch["pixels"] for batch in batches])
     tokens = torch.cat([batch["tokens"] for batch in batches])
     generator = torch.Generator().manual_seed(config.seed)
@@ -75,7 +75,7 @@ def train_demo_encoder(
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, config))
     loss_fn = open_clip.ClipLoss()
     model.train()
-    bar = tqdm(total=config.steps, desc="warm-up demo encoder", unit="step", disable=not progress)
+    bar = progress_bar(progress, total=config.steps, desc="warm-up demo encoder", unit="step")
     per_epoch = len(rows) // config.batch_size
     for step in range(config.steps):
         if step % per_epoch == 0:

@@ -23,10 +23,10 @@ import numpy as np
 import pyarrow as pa
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from tqdm.auto import tqdm
 
 from pipeline.diffusion.core import DiffusionConfig, to_diffusion_space, training_scheduler
 from pipeline.models.dit import DIT_PRESETS, ConditionalDiT, DiTConfig
+from pipeline.progress import progress_bar
 from pipeline.training.losses import base_loss, mutual_terms
 from stores.restorer_store import RestorerStore
 
@@ -155,7 +155,7 @@ def train_restorer(
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     end = total if stop_after is None else min(total, stop_after)
     rows: list[dict[str, float]] = []
-    bar = tqdm(total=total, initial=start, desc="train restorer", unit="step", disable=not progress)
+    bar = progress_bar(progress, total=total, initial=start, desc="train restorer", unit="step")
     for model in models.values():
         model.train()
     for step in range(start, end):

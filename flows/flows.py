@@ -1,0 +1,291 @@
+"""The Prefect flows: `extract`, `train-restorer`, `restore`, `evaluate`, `report` and `benchmark`.
+
+Each flow is a thin arrangement of the tasks in `flows.tasks`; the work happens in
+`pipeline.steps`. Parameters are plain JSON values so that every flow can be a deployment
+(`prefect.yaml`). The store defaults to `$MMR_STORE`, then `./mmr-store`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.futures import PrefectFuture, as_completed
+
+from flows import tasks
+from pipeline import steps
+from pipeline.data.registry import expand
+from pipeline.masks import MISSING_TYPES
+from pipeline.progress import progress_bar
+from pipeline.restorers import RESTORER_NAMES
+from pipeline.steps import RunSpec
+
+
+def _store(store: str | None) -> str:
+    return store or os.environ.get("MMR_STORE", "mmr-store")
+
+
+def _device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _spec(store: str | None, model: str, pretrained: str, config: str | None, device: str) -> RunSpec:
+    return RunSpec(
+        store=_store(store), model=model, pretrained=pretrained, config=config, device=_device(device)
+    )
+
+
+# (gating variant, training stages, sampling steps): each changes one thing of the reference DiT.
+ABLATIONS: tuple[tuple[str | None, int | None, int | None], ...] = (
+    ("adaln", None, None), ("concat", None, None), ("none", None, None),
+    (None, 1, None),
+    (None, None, 10), (None, None, 50), (None, None, 100),
+)  # fmt: skip
+
+
+def _corpus_name(corpus: str) -> str:
+    return "demo-corpus" if corpus == "demo" else corpus
+
+
+def _downstream(datasets: list[str]) -> list[str]:
+    return [name for group in datasets for name in expand(group) if name != "demo-corpus"]
+
+
+def extract_datasets(spec: RunSpec, encoder_id: str, datasets: list[tuple[str, str | None]],
+                     shards_per_task: int) -> list[dict[str, Any]]:  # fmt: skip
+    """Plan each dataset's store, then encode its missing shards as concurrent tasks."""
+    plan_task, shard_task = tasks.plan_extraction, tasks.cached(tasks.extract_shards, spec)
+    plans = [plan_task(spec, name, root, encoder_id) for name, root in datasets]
+    futures = []
+    for plan, (name, root) in zip(plans, datasets, strict=True):
+        todo = plan["todo"]
+        for start in range(0, len(todo), shards_per_task):
+            group = todo[start : start + shards_per_task]
+            futures.append(shard_task.submit(spec, name, root, encoder_id, group))
+    for future in _progress(futures, "extract shards"):
+        future.result()
+    return [{**plan, "shards_encoded": len(plan["todo"])} for plan in plans]
+
+
+def _progress(futures: list[PrefectFuture], description: str) -> list[PrefectFuture]:
+    """The futures as they finish, with a progress bar."""
+    done = []
+    with progress_bar(total=len(futures), desc=description, unit="task") as bar:
+        for future in as_completed(futures):
+            done.append(future)
+            bar.update(1)
+    return done
+
+
+@flow(name="extract")
+def extract_flow(dataset: str = "demo", root: str | None = None, store: str | None = None,
+                 model: str = "mmr-tiny", pretrained: str = "demo", config: str | None = None,
+                 device: str = "auto", shards_per_task: int = 4) -> list[dict[str, Any]]:  # fmt: skip
+    """Extract frozen-encoder features of a dataset (or a group such as `demo`), shard by shard."""
+    spec = _spec(store, model, pretrained, config, device)
+    encoder_id = tasks.cached(tasks.prepare_encoder, spec)(spec)
+    plans = extract_datasets(spec, encoder_id, [(name, root) for name in expand(dataset)], shards_per_task)
+    create_table_artifact(
+        [{k: plan[k] for k in ("dataset", "encoder_id", "shards_total", "shards_encoded", "url")} for plan in plans],
+        key="extract", description=f"Feature extraction of {dataset}",
+    )  # fmt: skip
+    return plans
+
+
+@flow(name="train-restorer")
+def train_restorer_flow(corpus: str = "demo", root: str | None = None, store: str | None = None,
+                        model: str = "mmr-tiny", pretrained: str = "demo", config: str | None = None,
+                        device: str = "auto", variant: str | None = None,
+                        stages: int | None = None) -> str:  # fmt: skip
+    """Train the I2T and T2I DiTs on a mid-stage corpus's features (extracting them if needed)."""
+    spec = _spec(store, model, pretrained, config, device)
+    encoder_id = tasks.cached(tasks.prepare_encoder, spec)(spec)
+    name = _corpus_name(corpus)
+    extract_datasets(spec, encoder_id, [(name, root)], shards_per_task=4)
+    return tasks.train_restorer(spec, name, encoder_id, variant, stages)["restorer_id"]
+
+
+def restore_all(spec: RunSpec, encoder_id: str, datasets: list[str], restorers: list[str], eta: float,
+                missing_types: list[str], seeds: list[int], corpus: str, restorer_id: str | None,
+                variant: str | None, stages: int | None, steps_: int | None) -> list[PrefectFuture]:  # fmt: skip
+    """Submit one restore task per (dataset, restorer, missing type, seed)."""
+    restore_task = tasks.cached(tasks.restore, spec)
+    futures = []
+    for dataset in datasets:
+        for restorer in restorers:
+            first: list[PrefectFuture] = []
+            for missing_type in missing_types:
+                for seed in seeds:
+                    future = restore_task.submit(
+                        spec, dataset, encoder_id, restorer, eta, missing_type, seed, corpus,
+                        restorer_id if restorer == "dit" else None, variant, stages, steps_,
+                        wait_for=first,
+                    )  # fmt: skip
+                    # The first DiT restoration of a dataset samples every row once; the rest reuse it.
+                    first = first or [future]
+                    futures.append(future)
+    return futures
+
+
+def _check_choices(restorers: list[str], missing_types: list[str]) -> None:
+    from pipeline.errors import ConfigError
+
+    unknown = [name for name in restorers if name not in RESTORER_NAMES]
+    if unknown:
+        raise ConfigError(f"unknown restorer {unknown[0]!r}: choose from {', '.join(RESTORER_NAMES)}")
+    wrong = [name for name in missing_types if name not in MISSING_TYPES]
+    if wrong:
+        raise ConfigError(f"unknown missing type {wrong[0]!r}: choose from {', '.join(MISSING_TYPES)}")
+
+
+def _upstream(spec: RunSpec, datasets: list[str], roots: dict[str, str] | None, corpus: str,
+              corpus_root: str | None, restorers: list[str], variant: str | None,
+              stages: int | None) -> tuple[str, dict[str, Any] | None]:  # fmt: skip
+    """Encoder, features of the datasets and the corpus, and the trained DiT when one is needed."""
+    encoder_id = tasks.cached(tasks.prepare_encoder, spec)(spec)
+    pairs = [(name, (roots or {}).get(name)) for name in datasets] + [(corpus, corpus_root)]
+    extract_datasets(spec, encoder_id, pairs, shards_per_task=4)
+    training = None
+    if "dit" in restorers:  # not cached by Prefect: the step itself finds a finished restorer at once
+        training = tasks.train_restorer(spec, corpus, encoder_id, variant, stages)
+    return encoder_id, training
+
+
+def _one_dataset_upstream(dataset: str, root: str | None, restorers: list[str], missing_types: list[str],
+                          corpus: str, corpus_root: str | None, store: str | None, model: str, pretrained: str,
+                          config: str | None, device: str, variant: str | None,
+                          stages: int | None) -> tuple[RunSpec, list[str], str, str, str | None]:  # fmt: skip
+    """Checked choices, the run spec, the dataset's members, and their encoder and DiT ids."""
+    _check_choices(restorers, missing_types)
+    spec = _spec(store, model, pretrained, config, device)
+    names, corpus = _downstream([dataset]), _corpus_name(corpus)
+    roots = {name: root for name in names} if root else None
+    encoder_id, training = _upstream(spec, names, roots, corpus, corpus_root, restorers, variant, stages)
+    return spec, names, corpus, encoder_id, training["restorer_id"] if training else None
+
+
+@flow(name="restore")
+def restore_flow(dataset: str = "demo", root: str | None = None, missing_rate: float = 0.7,
+                 missing_types: list[str] | None = None, seeds: list[int] | None = None,
+                 restorers: list[str] | None = None, corpus: str = "demo", corpus_root: str | None = None,
+                 store: str | None = None, model: str = "mmr-tiny", pretrained: str = "demo",
+                 config: str | None = None, device: str = "auto", variant: str | None = None,
+                 stages: int | None = None, steps: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """Restore the masked modalities of a dataset with each restorer; a table of cosine to truth."""
+    missing_types, seeds, restorers = missing_types or ["both"], seeds or [0], restorers or ["dit"]
+    spec, names, corpus, encoder_id, restorer_id = _one_dataset_upstream(
+        dataset, root, restorers, missing_types, corpus, corpus_root, store, model, pretrained, config, device,
+        variant, stages,
+    )  # fmt: skip
+    futures = restore_all(spec, encoder_id, names, restorers, missing_rate, missing_types, seeds, corpus,
+                          restorer_id, variant, stages, steps)  # fmt: skip
+    manifests = [future.result() for future in _progress(futures, "restore")]
+    rows = [{"dataset": m["dataset"], "restorer": m["restorer"], "missing_type": m["missing_type"],
+             "seed": m["mask_seed"], **{k: round(v, 4) for k, v in m["quality"].items() if "test" in k}}
+            for m in manifests]  # fmt: skip
+    create_table_artifact(rows, key="restore", description="Cosine similarity of restored to true features")
+    return manifests
+
+
+@flow(name="evaluate")
+def evaluate_flow(dataset: str = "demo", root: str | None = None, missing_rate: float = 0.7,
+                  missing_types: list[str] | None = None, seeds: list[int] | None = None,
+                  restorers: list[str] | None = None, corpus: str = "demo", corpus_root: str | None = None,
+                  store: str | None = None, model: str = "mmr-tiny", pretrained: str = "demo",
+                  config: str | None = None, device: str = "auto", steps: int | None = None,
+                  variant: str | None = None, stages: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """Restore, train the decoder, score the test split and append the results, per restorer."""
+    missing_types, seeds, restorers = missing_types or ["both"], seeds or [0], restorers or ["dit"]
+    spec, names, corpus, encoder_id, restorer_id = _one_dataset_upstream(
+        dataset, root, restorers, missing_types, corpus, corpus_root, store, model, pretrained, config, device,
+        variant, stages,
+    )  # fmt: skip
+    evaluations = evaluate_all(spec, encoder_id, names, restorers, [missing_rate], missing_types, seeds,
+                               corpus, restorer_id, variant, stages, steps)  # fmt: skip
+    create_table_artifact(_score_rows(evaluations), key="evaluate", description="Test scores per restorer")
+    return evaluations
+
+
+def evaluate_all(spec: RunSpec, encoder_id: str, datasets: list[str], restorers: list[str],
+                 missing_rates: list[float], missing_types: list[str], seeds: list[int], corpus: str,
+                 restorer_id: str | None, variant: str | None, stages: int | None,
+                 steps_: int | None) -> list[dict[str, Any]]:  # fmt: skip
+    """Restore then evaluate every combination; evaluations start as their restorations finish."""
+    evaluate_task = tasks.cached(tasks.evaluate, spec)
+    futures = []
+    for eta in missing_rates:
+        restorations = restore_all(spec, encoder_id, datasets, restorers, eta, missing_types, seeds, corpus,
+                                   restorer_id, variant, stages, steps_)  # fmt: skip
+        futures += [evaluate_task.submit(spec, restoration) for restoration in restorations]
+    # `cached`: found in the store by the step, or a Prefect cache hit (the task did not run).
+    return [{**future.result(), "cached": future.result()["cached"] or future.state.name == "Cached"}
+            for future in _progress(futures, "restore + evaluate")]  # fmt: skip
+
+
+def _score_rows(evaluations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for evaluation in evaluations:
+        restoration = evaluation["restoration"]
+        rows.append({"dataset": restoration["dataset"], "restorer": restoration["restorer"],
+                     "eta": restoration["eta"], "missing_type": restoration["missing_type"],
+                     "seed": restoration["mask_seed"],
+                     **{k: round(v, 4) for k, v in evaluation["scores"].items()}})  # fmt: skip
+    return rows
+
+
+@flow(name="report")
+def report_flow(store: str | None = None, missing_rate: float | None = None,
+                dit_steps: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """Write the benchmark tables and figures under the store; publish the table as an artifact."""
+    written = steps.write_report(_store(store), missing_rate, dit_steps)
+    for eta, markdown in written["tables"].items():
+        create_markdown_artifact(markdown, key=f"benchmark-eta{round(float(eta) * 100)}",
+                                 description=f"Benchmark at missing rate {eta}")  # fmt: skip
+    return written
+
+
+@flow(name="benchmark")
+def benchmark_flow(datasets: list[str] | None = None, missing_rates: list[float] | None = None,
+                   missing_types: list[str] | None = None, seeds: list[int] | None = None,
+                   restorers: list[str] | None = None, corpus: str = "demo", corpus_root: str | None = None,
+                   roots: dict[str, str] | None = None, store: str | None = None, model: str = "mmr-tiny",
+                   pretrained: str = "demo", config: str | None = None, device: str = "auto",
+                   steps: int | None = None, variant: str | None = None, stages: int | None = None,
+                   ablations: bool = False) -> dict[str, Any]:  # fmt: skip
+    """The whole DAG: extract, train the restorer, restore, evaluate every combination, report.
+
+    With `ablations`, also the DiT variants of the paper's ablations (other gatings, stage 1
+    only, other sampling step counts), for the report's ablation tables.
+    """
+    datasets, missing_rates = datasets or ["demo"], missing_rates or [0.7]
+    missing_types, seeds = missing_types or list(MISSING_TYPES), seeds if seeds is not None else [0, 1, 2]
+    restorers = restorers or list(RESTORER_NAMES)
+    _check_choices(restorers, missing_types)
+    logger = get_run_logger()
+    spec = _spec(store, model, pretrained, config, device)
+    names, corpus = _downstream(datasets), _corpus_name(corpus)
+    encoder_id, training = _upstream(spec, names, roots, corpus, corpus_root, restorers, variant, stages)
+    restorer_id = training["restorer_id"] if training else None
+    evaluations = evaluate_all(spec, encoder_id, names, restorers, missing_rates, missing_types, seeds, corpus,
+                               restorer_id, variant, stages, steps)  # fmt: skip
+    if ablations and "dit" in restorers:
+        for ablated_variant, ablated_stages, ablated_steps in ABLATIONS:
+            trained = tasks.train_restorer(spec, corpus, encoder_id, ablated_variant, ablated_stages)
+            evaluations += evaluate_all(spec, encoder_id, names, ["dit"], missing_rates, missing_types, seeds,
+                                        corpus, trained["restorer_id"], ablated_variant, ablated_stages,
+                                        ablated_steps)  # fmt: skip
+    fresh = sum(not evaluation["cached"] for evaluation in evaluations)
+    logger.info("%d evaluations (%d computed, %d found in the store)", len(evaluations), fresh,
+                len(evaluations) - fresh)  # fmt: skip
+    create_table_artifact(_score_rows(evaluations), key="benchmark-scores", description="Every evaluation")
+    written = report_flow(
+        store=spec.store, missing_rate=None, dit_steps=steps or spec.settings().restore.steps
+    )
+    return {"encoder_id": encoder_id, "training": training, "evaluations": len(evaluations),
+            "computed": fresh, **written}  # fmt: skip

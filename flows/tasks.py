@@ -1,0 +1,101 @@
+"""Prefect tasks: one thin call into `pipeline.steps` each, passing ids and paths.
+
+Caching is by content. A task's cache key hashes its name, its inputs (the run spec, the
+upstream artefact ids, the parameters) and the code version; the cache records live under the
+store (`{store}/.prefect/results`) next to the artefacts they stand for, so a hit holds across
+processes, machines and a restarted server, and wiping the store forgets both together.
+Every step is also idempotent on its own (it finds its committed artefact in the store), so a
+remote store, where the records stay local, recomputes nothing either.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE, CachePolicy
+from prefect.context import TaskRunContext
+from prefect.filesystems import LocalFileSystem
+
+from pipeline import steps
+from pipeline.hashing import content_id
+from pipeline.steps import RunSpec
+from pipeline.version import code_version
+from stores.fs import is_local
+
+
+class StoreContentKey(CachePolicy):
+    """Key = hash(task name, inputs, code version): the content id of the task's artefact."""
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        return f"{task_ctx.task.name}-{content_id(inputs, code_version(), length=24)}"
+
+
+@functools.cache
+def _results_block(store: str) -> LocalFileSystem:
+    """A saved LocalFileSystem block at `{store}/.prefect/results` (Prefect wants storage saved)."""
+    results = (Path(store.removeprefix("file://")) / ".prefect" / "results").resolve()
+    block = LocalFileSystem(basepath=str(results))
+    block.save(f"mmr-results-{content_id(str(results), length=12)}", overwrite=True)
+    return block
+
+
+def cached(task_function: Any, spec: RunSpec) -> Any:
+    """The task with its cache records under a local store (no caching beside a remote one)."""
+    if not is_local(spec.store):
+        return task_function.with_options(cache_policy=NO_CACHE)
+    return task_function.with_options(
+        cache_policy=StoreContentKey(), persist_result=True, result_storage=_results_block(spec.store)
+    )
+
+
+@task(name="prepare-encoder")
+def prepare_encoder(spec: RunSpec) -> str:
+    return steps.prepare_encoder(spec)
+
+
+@task(name="plan-extraction", cache_policy=NO_CACHE)  # reads the store's shard markers: always fresh
+def plan_extraction(spec: RunSpec, dataset: str, root: str | None, encoder_id: str) -> dict[str, Any]:
+    plan = steps.plan_extraction(spec, dataset, root)
+    if plan["encoder_id"] != encoder_id:
+        raise RuntimeError(f"encoder changed during the run: {encoder_id} -> {plan['encoder_id']}")
+    return plan
+
+
+@task(name="extract-shards", task_run_name="extract-{dataset}-from-shard-{shards[0]}", retries=1)
+def extract_shards(spec: RunSpec, dataset: str, root: str | None, encoder_id: str, shards: list[int]) -> int:
+    return steps.extract_shards(spec, dataset, root, shards)
+
+
+@task(name="train-restorer", task_run_name="train-restorer-{corpus}-{variant}-s{stages}")
+def train_restorer(
+    spec: RunSpec, corpus: str, encoder_id: str, variant: str | None, stages: int | None
+) -> str:
+    return steps.train_restorer(spec, corpus, encoder_id, variant, stages)
+
+
+@task(name="restore", task_run_name="restore-{dataset}-{restorer}-{missing_type}-seed{seed}")
+def restore(spec: RunSpec, dataset: str, encoder_id: str, restorer: str, eta: float, missing_type: str,
+            seed: int, corpus: str, restorer_id: str | None, variant: str | None, stages: int | None,
+            steps_: int | None) -> dict[str, Any]:  # fmt: skip
+    # restorer_id is an input only so that a retrained DiT gives a new cache key.
+    return steps.restore(spec, dataset, encoder_id, restorer, eta, missing_type, seed, corpus,  # type: ignore[arg-type]
+                         variant, stages, steps_)  # fmt: skip
+
+
+@task(name="evaluate", task_run_name="evaluate-{restoration[dataset]}-{restoration[restorer]}")
+def evaluate(spec: RunSpec, restoration: dict[str, Any]) -> dict[str, Any]:
+    return {**steps.evaluate(spec, restoration), "restoration": _summary(restoration)}
+
+
+def _summary(restoration: dict[str, Any]) -> dict[str, Any]:
+    keys = ("dataset", "restorer", "restorer_key", "eta", "missing_type", "mask_seed")
+    return {key: restoration[key] for key in keys}

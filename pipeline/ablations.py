@@ -1,0 +1,127 @@
+"""Ablation tables (paper Table 5 and section 4.4) from the DiT variants in the results store.
+
+A DiT evaluation's `variant` column is its restorer key,
+`dit-{gating}-s{stages}-{digest}-S{steps}-{sampler}...`, so the variants a store holds can be
+told apart without extra bookkeeping. The reference DiT is the paper's method (Dynamic Modality
+Gating, both training stages) at the configured step count; the benchmark table shows
+only it, and the ablation tables set every other variant beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stores.results_store import query
+
+VARIANT_PATTERN = re.compile(r"^dit-(?P<gating>[a-z]+)-s(?P<stages>\d)-[0-9a-f]+-S(?P<steps>\d+)-")
+
+
+@dataclass(frozen=True)
+class DitVariant:
+    gating: str
+    stages: int
+    steps: int
+
+
+def parse_variant(key: str) -> DitVariant | None:
+    match = VARIANT_PATTERN.match(key or "")
+    if match is None:
+        return None
+    return DitVariant(match["gating"], int(match["stages"]), int(match["steps"]))
+
+
+def reference_steps(root: str, configured: int | None) -> int | None:
+    """S of the reference DiT (gating, both stages): the configured S when the store has it,
+    else the most evaluated S (ties: the smaller)."""
+    _, rows = query(root, "SELECT variant, count(*) FROM metrics WHERE restorer = 'dit' GROUP BY variant")
+    counts: Counter = Counter()
+    for key, n in rows:
+        variant = parse_variant(key)
+        if variant and variant.gating == "gating" and variant.stages == 2:
+            counts[variant.steps] += n
+    if configured in counts or not counts:
+        return configured
+    return max(counts, key=lambda steps: (counts[steps], -steps))
+
+
+def is_reference(key: str, steps: int | None) -> bool:
+    variant = parse_variant(key)
+    return variant is not None and (variant.gating, variant.stages, variant.steps) == ("gating", 2, steps)
+
+
+def _dit_scores(root: str, eta: float, metrics: dict[str, str]) -> dict[tuple, list[float]]:
+    """(dataset, missing type, variant key) -> headline values over seeds (latest run per seed)."""
+    scores: dict[tuple, list[float]] = defaultdict(list)
+    for dataset, metric in metrics.items():
+        _, rows = query(
+            root,
+            """SELECT missing_type, variant, seed, arg_max(value, timestamp) FROM metrics
+               WHERE restorer = 'dit' AND dataset = ? AND metric = ? AND abs(eta - ?) < 1e-9
+               GROUP BY missing_type, variant, seed""",
+            [dataset, metric, eta],
+        )
+        for missing_type, key, _, value in rows:
+            scores[(dataset, missing_type, key)].append(value)
+    return scores
+
+
+def sampling_ms_per_sample(root: str, dataset: str, key: str) -> float | None:
+    """Wall milliseconds per restored sample when the DiT sampled every row (local stores)."""
+    timings = [json.loads(path.read_text())
+               for path in Path(root).glob(f"restorations/{dataset}/*/{key}/all-rows/*.json")]  # fmt: skip
+    rows = sum(timing["rows"] for timing in timings)
+    return 1000 * sum(timing["seconds"] for timing in timings) / rows if rows else None
+
+
+def ablation_tables(root: str, eta: float, metrics: dict[str, str], columns: list[tuple[str, str]],
+                    steps: int | None) -> str:  # fmt: skip
+    """Markdown: gating variants, base vs mutual learning, and sampling steps vs score and time."""
+    scores = _dit_scores(root, eta, metrics)
+    variants = {key: parse_variant(key) for _, _, key in scores}
+    header = [f"{dataset} {missing}" for dataset, missing in columns]
+
+    def table(title: str, label: str, rows: list[tuple[str, str]], extra: str | None = None) -> list[str]:
+        if len(rows) < 2:
+            return []
+        names = [*header, extra] if extra else header
+        lines = [
+            "",
+            f"## {title}",
+            "",
+            f"| {label} | " + " | ".join(names) + " |",
+            "|---" * (len(names) + 1) + "|",
+        ]
+        for name, key in rows:
+            cells = []
+            for dataset, missing in columns:
+                values = scores.get((dataset, missing, key), [])
+                spread = f" ± {100 * np.std(values, ddof=1):.2f}" if len(values) > 1 else ""
+                cells.append(f"{100 * np.mean(values):.2f}{spread}" if values else "—")
+            if extra:
+                timings = [sampling_ms_per_sample(root, dataset, key) for dataset in dict(columns)]
+                known = [t for t in timings if t is not None]
+                cells.append(f"{np.mean(known):.2f}" if known else "—")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        return lines
+
+    def keys(predicate: object) -> list[tuple[DitVariant, str]]:
+        return sorted(((v, k) for k, v in variants.items() if v and predicate(v)), key=lambda p: p[1])  # type: ignore[operator]
+
+    gating_order = ("gating", "adaln", "concat", "none")
+    gates = sorted(keys(lambda v: v.stages == 2 and v.steps == steps), key=lambda p: gating_order.index(p[0].gating)
+                   if p[0].gating in gating_order else 99)  # fmt: skip
+    stages = sorted(keys(lambda v: v.gating == "gating" and v.steps == steps), key=lambda p: p[0].stages)
+    sampling = sorted(keys(lambda v: v.gating == "gating" and v.stages == 2), key=lambda p: p[0].steps)
+    lines = table(f"Ablation: gating variants (stages 2, S = {steps}) at missing rate {eta:.0%}", "variant",
+                  [(v.gating, k) for v, k in gates])  # fmt: skip
+    lines += table(f"Ablation: training stages (gating, S = {steps})", "training",
+                   [("base (stage 1)" if v.stages == 1 else "base + mutual (stage 2)", k) for v, k in stages])  # fmt: skip
+    lines += table("Ablation: sampling steps S (gating, stages 2)", "S", [(str(v.steps), k) for v, k in sampling],
+                   extra="ms / sample")  # fmt: skip
+    return "\n".join(lines) + ("\n" if lines else "")

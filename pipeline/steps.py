@@ -1,0 +1,197 @@
+"""The pipeline's steps as plain functions of ids and paths, for the Prefect flows to call.
+
+Every step reads its inputs from the store and writes its output there under a content id, so
+it can run in any process or on any machine that sees the store, and running it again finds
+the finished artefact instead of recomputing it. Steps return small JSON-able dicts (ids, URLs,
+counts), never tensors.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from pipeline.config import PipelineConfig, load_config
+from pipeline.data.adapter import DatasetAdapter
+from pipeline.data.registry import get_adapter
+from pipeline.encoders.frozen import EncoderConfig, FrozenEncoder
+from pipeline.encoders.warmup import load_encoder
+from pipeline.hashing import content_id
+from pipeline.masks import MissingType
+from pipeline.restoration import RestoreSettings, restorer_store
+from pipeline.training.restorer import TrainConfig
+from pipeline.version import code_version
+
+log = logging.getLogger(__name__)
+
+
+class RunSpec(BaseModel):
+    """What every step of one benchmark shares: the store, the encoder and the config preset."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    store: str
+    model: str = "mmr-tiny"
+    pretrained: str = "demo"
+    config: str | None = None
+    device: str = "cpu"
+
+    def settings(self) -> PipelineConfig:
+        return load_config(self.config)
+
+    def encoder(self) -> FrozenEncoder:
+        settings = self.settings()
+        return load_encoder(
+            EncoderConfig(model=self.model, pretrained=self.pretrained),
+            self.store,
+            warmup=settings.warmup,
+            demo=settings.demo,
+            device=self.device,
+            workers=settings.extraction.workers,
+        )
+
+    def adapter(self, dataset: str, root: str | None) -> DatasetAdapter:
+        options = self.settings().demo.model_dump() if dataset.startswith("demo") else None
+        return get_adapter(dataset, root, options)
+
+
+def prepare_encoder(spec: RunSpec) -> str:
+    """The encoder's id (the demo encoder is warmed up and cached on first use)."""
+    return spec.encoder().encoder_id
+
+
+def plan_extraction(spec: RunSpec, dataset: str, root: str | None) -> dict[str, Any]:
+    """Create (or check) the dataset's feature store; list the shards still to encode."""
+    from pipeline.extraction import build_manifest, list_samples
+    from stores.feature_store import FeatureStore
+
+    encoder = spec.encoder()
+    adapter = spec.adapter(dataset, root)
+    chunk_rows = spec.settings().extraction.chunk_rows
+    samples, _ = list_samples(adapter)
+    store = FeatureStore(spec.store, dataset, encoder.encoder_id)
+    store.create(build_manifest(adapter, encoder, samples, chunk_rows), samples)
+    done = store.committed_shards()
+    todo = [shard for shard in range(store.n_shards()) if shard not in done]
+    return {"dataset": dataset, "encoder_id": encoder.encoder_id, "url": store.url,
+            "shards_total": store.n_shards(), "todo": todo}  # fmt: skip
+
+
+def extract_shards(spec: RunSpec, dataset: str, root: str | None, shards: list[int]) -> int:
+    """Encode and commit `shards` of a planned store (each shard its own chunk range); rows written."""
+    import torch
+
+    from pipeline.extraction import encode_shards, list_samples
+    from stores.feature_store import FeatureStore
+
+    encoder = spec.encoder()
+    _, rows = list_samples(spec.adapter(dataset, root))
+    store = FeatureStore(spec.store, dataset, encoder.encoder_id)
+    todo = [shard for shard in shards if shard not in store.committed_shards()]  # a retry skips done ones
+    with torch.inference_mode():
+        encode_shards(store, encoder, rows, todo, spec.settings().extraction, progress=False)
+    chunk = spec.settings().extraction.chunk_rows
+    return sum(min(chunk, len(rows) - shard * chunk) for shard in todo)
+
+
+def train_restorer(spec: RunSpec, corpus: str, encoder_id: str, variant: str | None = None,
+                   stages: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """Train (or resume, or find) the DiT pair on the corpus features: its id and what was done."""
+    from pipeline.restoration import train
+
+    trained, result = train(spec.store, corpus, encoder_id, training_config(spec, variant, stages),
+                            device=spec.device, progress=True)  # fmt: skip
+    if result is None:
+        return {"restorer_id": trained.restorer_id, "trained_now": False}
+    log.info("restorer %s: steps %d -> %d in %.1f s", trained.restorer_id, result.resumed_from,
+             result.steps, result.seconds)  # fmt: skip
+    return {"restorer_id": trained.restorer_id, "trained_now": True, "resumed_from": result.resumed_from,
+            "steps": result.steps, "seconds": result.seconds}  # fmt: skip
+
+
+def training_config(spec: RunSpec, variant: str | None, stages: int | None) -> TrainConfig:
+    """The restorer's training config: the preset's, with the gating variant and stages set."""
+    from pipeline.models.dit import DiTConfig
+
+    train = spec.settings().restorer
+    updates: dict[str, object] = {}
+    if variant:
+        updates["dit"] = DiTConfig(**{**train.dit.model_dump(), "gating": variant})
+    if stages:
+        updates["stages"] = stages
+    return train.model_copy(update=updates)
+
+
+def restore_settings(spec: RunSpec, steps: int | None = None) -> RestoreSettings:
+    settings = spec.settings().restore
+    return settings.model_copy(update={"steps": steps}) if steps else settings
+
+
+def restore(spec: RunSpec, dataset: str, encoder_id: str, restorer: str, eta: float,
+            missing_type: MissingType, seed: int, corpus: str, variant: str | None = None,
+            stages: int | None = None, steps: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """Fill the masked modalities of `dataset` with `restorer`; returns the restoration's manifest."""
+    from pipeline.restoration import restore as run_restore
+
+    trained = None
+    if restorer == "dit":
+        trained = restorer_store(spec.store, corpus, encoder_id, training_config(spec, variant, stages))
+        if not trained.is_complete():
+            raise RuntimeError(f"restorer {trained.restorer_id} is not trained: run train-restorer first")
+    result = run_restore(spec.store, dataset, encoder_id, restorer, eta, missing_type, seed,
+                         restore_settings(spec, steps), corpus=corpus, trained=trained,
+                         device=spec.device)  # fmt: skip
+    return {**result.manifest, "cached": result.cached}
+
+
+def evaluation_id(spec: RunSpec, restoration: dict[str, Any], decoder_seed: int) -> str:
+    """Content id of one evaluation: the restoration it scores, the decoder recipe, the code."""
+    decoder = spec.settings().decoder.model_copy(update={"seed": decoder_seed})
+    key = (restoration["dataset"], restoration["encoder_id"], restoration["restorer_key"],
+           restoration["eta"], restoration["missing_type"], restoration["mask_seed"])  # fmt: skip
+    return "eval-" + content_id(key, decoder, code_version())
+
+
+def evaluate(spec: RunSpec, restoration: dict[str, Any]) -> dict[str, Any]:
+    """Train and score the decoder on a stored restoration (seeded by its mask seed), once."""
+    from pipeline.evaluation import evaluate_restoration
+    from pipeline.restoration import open_restoration
+    from stores.results_store import read_run
+
+    seed = restoration["mask_seed"]
+    run_id = evaluation_id(spec, restoration, seed)
+    finished = read_run(spec.store, run_id)
+    if finished is not None:
+        return {**finished, "cached": True}
+    decoder = spec.settings().decoder.model_copy(update={"seed": seed})
+    stored = open_restoration(spec.store, restoration)
+    _, result = evaluate_restoration(spec.store, restoration["dataset"], restoration["encoder_id"], stored,
+                                     decoder, run_id=run_id)  # fmt: skip
+    return {"run_id": run_id, "scores": result.test_scores, "n": result.n_test, "cached": False}
+
+
+def write_report(
+    store: str, missing_rate: float | None = None, dit_steps: int | None = None
+) -> dict[str, Any]:
+    """Benchmark tables (Markdown + CSV) and figures under `{store}/reports`, per evaluated eta.
+
+    `dit_steps`: S of the DiT shown in the benchmark table (other DiT variants go to the ablation
+    tables); None picks the most evaluated S.
+    """
+    from pipeline.reporting import benchmark_tables, evaluated_missing_rates, report_figures
+    from stores.fs import is_local, join, write_bytes_atomic
+
+    rates = [missing_rate] if missing_rate is not None else evaluated_missing_rates(store)
+    tables, files = {}, []
+    for eta in rates:
+        markdown, table = benchmark_tables(store, eta, dit_steps)
+        stem = join(store, "reports", f"benchmark-eta{eta:.2f}")
+        write_bytes_atomic(f"{stem}.md", markdown.encode())
+        write_bytes_atomic(f"{stem}.csv", table.encode())
+        tables[str(eta)] = markdown
+        files += [f"{stem}.md", f"{stem}.csv"]
+        if is_local(store):
+            files += [str(path) for path in report_figures(store, eta)]
+    return {"tables": tables, "files": files}

@@ -1,0 +1,39 @@
+"""The parts of the flows that need no Prefect server: cache keys and task runners."""
+
+from __future__ import annotations
+
+import sys
+from types import SimpleNamespace
+
+import pytest
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.runners import task_runner
+from flows.tasks import StoreContentKey
+from pipeline.errors import ConfigError
+from pipeline.steps import RunSpec
+
+
+def _key(name: str, **inputs: object) -> str | None:
+    context = SimpleNamespace(task=SimpleNamespace(name=name))
+    return StoreContentKey().compute_key(context, inputs, {})  # type: ignore[arg-type]
+
+
+def test_cache_keys_follow_the_inputs_and_the_code_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = RunSpec(store="/s")
+    key = _key("restore", spec=spec, dataset="demo-cls", restorer_id="dit-a")
+    assert key == _key("restore", spec=RunSpec(store="/s"), dataset="demo-cls", restorer_id="dit-a")
+    assert key != _key("restore", spec=spec, dataset="demo-cls", restorer_id="dit-b")  # retrained DiT
+    assert key != _key("evaluate", spec=spec, dataset="demo-cls", restorer_id="dit-a")
+    assert key != _key("restore", spec=RunSpec(store="/s", config="demo-small"), dataset="demo-cls",
+                       restorer_id="dit-a")  # fmt: skip
+    monkeypatch.setattr("flows.tasks.code_version", lambda: "9.9.9")
+    assert key != _key("restore", spec=spec, dataset="demo-cls", restorer_id="dit-a")
+
+
+def test_threads_by_default_and_a_clear_error_without_prefect_dask(monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = task_runner(workers=3)
+    assert isinstance(runner, ThreadPoolTaskRunner) and runner._max_workers == 3
+    monkeypatch.setitem(sys.modules, "prefect_dask", None)  # import fails as if not installed
+    with pytest.raises(ConfigError, match=r"pip install 'mmr-pipeline\[dask\]'"):
+        task_runner(dask_address="tcp://scheduler:8786")

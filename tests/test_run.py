@@ -1,0 +1,81 @@
+"""`mmr-pipeline run`: the whole benchmark as a Prefect flow in ephemeral mode, cached by content.
+
+Runs the real CLI in a subprocess (its own Prefect home under the store), on demo-small settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from stores.results_store import query
+
+RUN = [sys.executable, "-m", "flows.cli", "run", "--config", "demo-small", "--seeds", "0"]
+
+
+def _run(store: Path, *extra: str, timeout: int = 600) -> str:
+    done = subprocess.run(
+        [*RUN, "--store", str(store), *extra], capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_run_prints_the_table_and_a_rerun_recomputes_nothing(warm_store: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(warm_store / "encoders", store / "encoders")
+    options = ["--restorers", "zero,mean,dit,oracle", "--missing-types", "image,both"]
+    first = _run(store, *options)
+    assert "16 evaluations, 16 computed now" in first
+    for restorer in ("zero", "mean", "dit", "oracle"):
+        assert re.search(rf"^\| {restorer} \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \|$", first, re.M), first
+    assert (store / "reports" / "benchmark-eta0.70.md").exists()
+    assert (store / ".prefect").is_dir()  # Prefect's ephemeral state lives under the store
+    _, rows = query(str(store), "SELECT count(DISTINCT run_id) FROM metrics")
+    assert rows == [(16,)]
+
+    second = _run(store, *options)
+    assert "16 evaluations, 0 computed now" in second and "already trained" in second
+    assert query(str(store), "SELECT count(DISTINCT run_id) FROM metrics")[1] == [(16,)]  # nothing appended
+    table = lambda out: out[out.index("## Missing rate") :].split("\n\n## Gap")[0]  # noqa: E731
+    assert table(second) == table(first)
+
+
+@pytest.mark.slow
+def test_a_run_killed_during_training_resumes_from_its_last_checkpoint(
+    warm_store: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(warm_store / "encoders", store / "encoders")
+    options = ["--restorers", "zero,dit", "--missing-types", "both"]
+    process = subprocess.Popen([*RUN, "--store", str(store), *options], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    checkpoint_step = 0
+    try:
+        deadline = time.monotonic() + 400
+        while checkpoint_step == 0 and time.monotonic() < deadline and process.poll() is None:
+            for pointer in store.glob("restorers/*/latest.json"):
+                state = json.loads(pointer.read_text())
+                if not state["complete"] and state["step"] > 0:
+                    checkpoint_step = state["step"]
+            time.sleep(0.2)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert checkpoint_step > 0, "training never wrote a checkpoint before it finished"
+
+    out = _run(store, *options)
+    resumed = re.search(r"trained steps (\d+) -> (\d+)", out)
+    assert resumed, out
+    assert int(resumed.group(1)) >= checkpoint_step > 0  # continued, not restarted from step 0
+    assert "4 evaluations, 4 computed now" in out
