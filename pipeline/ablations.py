@@ -19,7 +19,10 @@ import numpy as np
 
 from stores.results_store import query
 
-VARIANT_PATTERN = re.compile(r"^dit-(?P<gating>[a-z]+)-s(?P<stages>\d)-[0-9a-f]+-S(?P<steps>\d+)-")
+# Only single-draw DDIM keys: K-draw averages and other solvers are variants of their own.
+VARIANT_PATTERN = re.compile(
+    r"^dit-(?P<gating>[a-z]+)-s(?P<stages>\d)-[0-9a-f]+-S(?P<steps>\d+)-ddim(-clip[\d.e+-]+)?-seed\d+$"
+)
 
 
 @dataclass(frozen=True)

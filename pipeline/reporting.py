@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from pipeline import plots
-from pipeline.ablations import ablation_tables, is_reference, parse_variant, reference_steps
+from pipeline.ablations import ablation_tables, is_reference, reference_steps
 from pipeline.diffusion.core import to_diffusion_space
 from pipeline.metrics import gap_closed
 from pipeline.restorers import RESTORER_NAMES
@@ -77,8 +77,8 @@ def benchmark_cells(root: str, eta: float, dit_steps: int | None = None) -> dict
         )
         values: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
         for restorer, variant, missing_type, seed, value in rows:
-            if restorer == "dit" and parse_variant(variant) and not is_reference(variant, steps):
-                continue  # other DiT variants go to the ablation tables
+            if restorer == "dit" and (variant or "").startswith("dit-") and not is_reference(variant, steps):
+                continue  # other DiT variants (ablations, K-draw averages, other solvers) are not Table 1
             values[(restorer, missing_type)][seed] = value
         for (restorer, missing_type), by_seed in values.items():
             seeds = list(by_seed.values())

@@ -78,3 +78,14 @@ def test_ablation_variants_leave_the_benchmark_table_for_their_own_tables(tmp_pa
     assert "| base (stage 1) | 57.50 ± 0.71 |" in markdown
     steps_table = markdown.split("## Ablation: sampling steps")[1]
     assert "| 10 | 58.50 ± 0.71 | — |" in steps_table  # no sampling timings stored for these rows
+
+
+def test_averaged_draws_are_not_the_reference_dit(tmp_path: Path) -> None:
+    for seed, (single, averaged) in enumerate([(0.50, 0.90), (0.52, 0.92)]):
+        for key, value in ((_dit_key("gating", 2, 50), single),
+                           ("dit-gating-s2-0123456789ab-S50-ddim-clip5-avg4-seed0", averaged)):  # fmt: skip
+            run = {**BASE, "restorer": "dit", "variant": key, "seed": seed, "missing_type": "both"}
+            append_metrics(str(tmp_path), run, {"f1_macro": value})
+    assert benchmark_cells(str(tmp_path), 0.7, dit_steps=50)[("dit", "tags", "both")].mean == pytest.approx(
+        0.51
+    )
