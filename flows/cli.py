@@ -11,6 +11,7 @@ import typer
 
 from flows.cli_errors import one_line_errors
 from flows.datasets_cli import datasets_app
+from pipeline.runtime import default_store, resolve_device
 
 if TYPE_CHECKING:
     from pipeline.restoration import RestoreResult
@@ -32,22 +33,10 @@ def cli() -> None:
     """mmr-pipeline: restore missing image or text features with a gated conditional DiT."""
 
 
-def default_store() -> str:
-    return os.environ.get("MMR_STORE", "mmr-store")
-
-
 def _setup_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     for name in ("pipeline", "stores", "flows"):
         logging.getLogger(name).setLevel(logging.INFO)
-
-
-def _device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _features(
@@ -73,7 +62,7 @@ def _features(
         store,
         warmup=settings.warmup,
         demo=settings.demo,
-        device=_device(device),
+        device=resolve_device(device),
         workers=extraction.workers,
     )
     for adapter in adapters:
@@ -122,27 +111,9 @@ def extract(
 def _train_config(
     config: str | None, variant: str | None, stages: int | None, preset: str | None
 ) -> TrainConfig:
-    from pipeline.config import load_config
-    from pipeline.models.dit import DIT_PRESETS, DiTConfig
+    from pipeline.config import load_config, training_config
 
-    train = load_config(config).restorer
-    dit = train.dit.model_dump()
-    if preset:
-        if preset not in DIT_PRESETS:
-            from pipeline.errors import ConfigError
-
-            raise ConfigError(f"unknown DiT preset {preset!r}: choose one of {', '.join(DIT_PRESETS)}")
-        dit.update(DIT_PRESETS[preset])
-    if variant:
-        dit["gating"] = variant
-    updates: dict[str, object] = {"dit": DiTConfig(**dit)}
-    if stages:
-        updates["stages"] = stages
-    return train.model_copy(update=updates)
-
-
-def _corpus_name(corpus: str) -> str:
-    return "demo-corpus" if corpus == "demo" else corpus
+    return training_config(load_config(config), variant, stages, preset)
 
 
 @app.command()
@@ -161,13 +132,14 @@ def train(
 ) -> None:
     """Train the I2T and T2I restorers on the corpus features (extracts them first if needed)."""
     _setup_logging()
+    from pipeline.data.registry import corpus_dataset
     from pipeline.restoration import train as run_training
 
     store = store or default_store()
-    name = _corpus_name(corpus)
+    name = corpus_dataset(corpus)
     encoder_id = _features([(name, root)], store, model, pretrained, config, device, quiet_skips=True)
     trained, result = run_training(store, name, encoder_id, _train_config(config, variant, stages, preset),
-                                   device=_device(device))  # fmt: skip
+                                   device=resolve_device(device))  # fmt: skip
     if result is None:
         typer.echo(f"restorer {trained.restorer_id}: already trained -> {trained.url}")
         return
@@ -198,7 +170,7 @@ def _restorations(
 ) -> Iterator[tuple[str, str, RestoreResult]]:  # fmt: skip
     """Restore every (downstream dataset, restorer) pair, running upstream steps as needed."""
     from pipeline.config import load_config
-    from pipeline.data.registry import expand
+    from pipeline.data.registry import corpus_dataset, downstream
     from pipeline.errors import ConfigError
     from pipeline.masks import MISSING_TYPES
     from pipeline.restoration import restore as run_restore
@@ -207,21 +179,21 @@ def _restorations(
 
     if missing_type not in MISSING_TYPES:
         raise ConfigError(f"--missing-type {missing_type!r}: use one of {', '.join(MISSING_TYPES)}")
-    names = tuple(n for n in expand(dataset) if n != "demo-corpus")
-    corpus_name = _corpus_name(corpus)
+    names = downstream([dataset])
+    corpus_name = corpus_dataset(corpus)
     datasets = [(name, root) for name in names] + [(corpus_name, corpus_root)]
     encoder_id = _features(datasets, store, model, pretrained, config, device, quiet_skips=True)
     restorers = RESTORER_NAMES if restorer == "all" else tuple(restorer.split(","))
     trained = None
     if "dit" in restorers:
         train_config = _train_config(config, variant, stages, None)
-        trained, _ = run_training(store, corpus_name, encoder_id, train_config, device=_device(device))
+        trained, _ = run_training(store, corpus_name, encoder_id, train_config, device=resolve_device(device))
     overrides = {key: value for key, value in {"steps": steps, "samples": samples}.items() if value}
     settings = load_config(config).restore.model_copy(update=overrides)
     for name in names:
         for restorer_name in restorers:
             result = run_restore(store, name, encoder_id, restorer_name, missing_rate, missing_type, seed,  # type: ignore[arg-type]
-                                 settings, corpus=corpus_name, trained=trained, device=_device(device))  # fmt: skip
+                                 settings, corpus=corpus_name, trained=trained, device=resolve_device(device))  # fmt: skip
             yield name, encoder_id, result
 
 

@@ -7,7 +7,6 @@ Each flow is a thin arrangement of the tasks in `flows.tasks`; the work happens 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -16,28 +15,21 @@ from prefect.futures import PrefectFuture, as_completed
 
 from flows import tasks
 from pipeline import steps
-from pipeline.data.registry import expand
+from pipeline.data.registry import corpus_dataset, downstream, expand
 from pipeline.masks import MISSING_TYPES
 from pipeline.progress import progress_bar
 from pipeline.restorers import RESTORER_NAMES
+from pipeline.runtime import default_store, resolve_device
 from pipeline.steps import RunSpec
-
-
-def _store(store: str | None) -> str:
-    return store or os.environ.get("MMR_STORE", "mmr-store")
-
-
-def _device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _spec(store: str | None, model: str, pretrained: str, config: str | None, device: str) -> RunSpec:
     return RunSpec(
-        store=_store(store), model=model, pretrained=pretrained, config=config, device=_device(device)
+        store=(store or default_store()),
+        model=model,
+        pretrained=pretrained,
+        config=config,
+        device=resolve_device(device),
     )
 
 
@@ -47,14 +39,6 @@ ABLATIONS: tuple[tuple[str | None, int | None, int | None], ...] = (
     (None, 1, None),
     (None, None, 10), (None, None, 50), (None, None, 100),
 )  # fmt: skip
-
-
-def _corpus_name(corpus: str) -> str:
-    return "demo-corpus" if corpus == "demo" else corpus
-
-
-def _downstream(datasets: list[str]) -> list[str]:
-    return [name for group in datasets for name in expand(group) if name != "demo-corpus"]
 
 
 def extract_datasets(spec: RunSpec, encoder_id: str, datasets: list[tuple[str, str | None]],
@@ -106,7 +90,7 @@ def train_restorer_flow(corpus: str = "demo", root: str | None = None, store: st
     """Train the I2T and T2I DiTs on a mid-stage corpus's features (extracting them if needed)."""
     spec = _spec(store, model, pretrained, config, device)
     encoder_id = tasks.cached(tasks.prepare_encoder, spec)(spec)
-    name = _corpus_name(corpus)
+    name = corpus_dataset(corpus)
     extract_datasets(spec, encoder_id, [(name, root)], shards_per_task=4)
     return tasks.train_restorer(spec, name, encoder_id, variant, stages)["restorer_id"]
 
@@ -164,7 +148,7 @@ def _one_dataset_upstream(dataset: str, root: str | None, restorers: list[str], 
     """Checked choices, the run spec, the dataset's members, and their encoder and DiT ids."""
     _check_choices(restorers, missing_types)
     spec = _spec(store, model, pretrained, config, device)
-    names, corpus = _downstream([dataset]), _corpus_name(corpus)
+    names, corpus = downstream([dataset]), corpus_dataset(corpus)
     roots = {name: root for name in names} if root else None
     encoder_id, training = _upstream(spec, names, roots, corpus, corpus_root, restorers, variant, stages)
     return spec, names, corpus, encoder_id, training["restorer_id"] if training else None
@@ -223,9 +207,12 @@ def evaluate_all(spec: RunSpec, encoder_id: str, datasets: list[str], restorers:
         restorations = restore_all(spec, encoder_id, datasets, restorers, eta, missing_types, seeds, corpus,
                                    restorer_id, variant, stages, steps_)  # fmt: skip
         futures += [evaluate_task.submit(spec, restoration) for restoration in restorations]
-    # `cached`: found in the store by the step, or a Prefect cache hit (the task did not run).
-    return [{**future.result(), "cached": future.result()["cached"] or future.state.name == "Cached"}
-            for future in _progress(futures, "restore + evaluate")]  # fmt: skip
+    evaluations = []
+    for future in _progress(futures, "restore + evaluate"):
+        evaluation = future.result()
+        # `cached`: found in the store by the step, or a Prefect cache hit (the task did not run).
+        evaluations.append({**evaluation, "cached": evaluation["cached"] or future.state.name == "Cached"})
+    return evaluations
 
 
 def _score_rows(evaluations: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -243,7 +230,7 @@ def _score_rows(evaluations: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def report_flow(store: str | None = None, missing_rate: float | None = None,
                 dit_steps: int | None = None) -> dict[str, Any]:  # fmt: skip
     """Write the benchmark tables and figures under the store; publish the table as an artifact."""
-    written = steps.write_report(_store(store), missing_rate, dit_steps)
+    written = steps.write_report((store or default_store()), missing_rate, dit_steps)
     for eta, markdown in written["tables"].items():
         create_markdown_artifact(markdown, key=f"benchmark-eta{round(float(eta) * 100)}",
                                  description=f"Benchmark at missing rate {eta}")  # fmt: skip
@@ -269,7 +256,7 @@ def benchmark_flow(datasets: list[str] | None = None, missing_rates: list[float]
     _check_choices(restorers, missing_types)
     logger = get_run_logger()
     spec = _spec(store, model, pretrained, config, device)
-    names, corpus = _downstream(datasets), _corpus_name(corpus)
+    names, corpus = downstream(datasets), corpus_dataset(corpus)
     encoder_id, training = _upstream(spec, names, roots, corpus, corpus_root, restorers, variant, stages)
     restorer_id = training["restorer_id"] if training else None
     evaluations = evaluate_all(spec, encoder_id, names, restorers, missing_rates, missing_types, seeds, corpus,

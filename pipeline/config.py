@@ -18,6 +18,7 @@ from pipeline.errors import ConfigError
 from pipeline.evaluation import DecoderTraining
 from pipeline.extraction import ExtractionSettings
 from pipeline.models.decoder import DecoderConfig
+from pipeline.models.dit import DIT_PRESETS, DiTConfig
 from pipeline.restoration import RestoreSettings
 from pipeline.training.restorer import TrainConfig
 
@@ -67,3 +68,22 @@ def load_config(name_or_path: str | None) -> PipelineConfig:
         first = str(error).splitlines()
         detail = " ".join(first[:3]) if first else type(error).__name__
         raise ConfigError(f"config {path} is invalid: {detail}: fix the file") from None
+
+
+def training_config(
+    settings: PipelineConfig, variant: str | None = None, stages: int | None = None, preset: str | None = None
+) -> TrainConfig:
+    """The restorer's training config: the settings', with a DiT size preset, gating variant and
+    number of stages set where given."""
+    train = settings.restorer
+    dit = train.dit.model_dump()
+    if preset:
+        if preset not in DIT_PRESETS:
+            raise ConfigError(f"unknown DiT preset {preset!r}: choose one of {', '.join(DIT_PRESETS)}")
+        dit.update(DIT_PRESETS[preset])
+    if variant:
+        dit["gating"] = variant
+    updates: dict[str, object] = {"dit": DiTConfig(**dit)}
+    if stages:
+        updates["stages"] = stages
+    return train.model_copy(update=updates)

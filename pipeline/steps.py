@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.config import PipelineConfig, load_config
+from pipeline.config import training_config as config_training
 from pipeline.data.adapter import DatasetAdapter
 from pipeline.data.registry import get_adapter
 from pipeline.encoders.frozen import EncoderConfig, FrozenEncoder
@@ -112,16 +113,8 @@ def train_restorer(spec: RunSpec, corpus: str, encoder_id: str, variant: str | N
 
 
 def training_config(spec: RunSpec, variant: str | None, stages: int | None) -> TrainConfig:
-    """The restorer's training config: the preset's, with the gating variant and stages set."""
-    from pipeline.models.dit import DiTConfig
-
-    train = spec.settings().restorer
-    updates: dict[str, object] = {}
-    if variant:
-        updates["dit"] = DiTConfig(**{**train.dit.model_dump(), "gating": variant})
-    if stages:
-        updates["stages"] = stages
-    return train.model_copy(update=updates)
+    """The restorer's training config of this run, with the gating variant and stages set."""
+    return config_training(spec.settings(), variant, stages)
 
 
 def restore_settings(spec: RunSpec, steps: int | None = None) -> RestoreSettings:

@@ -74,6 +74,16 @@ def expand(name: str) -> tuple[str, ...]:
     raise UnknownDatasetError(f"unknown dataset {name!r}: choose one of {', '.join(dataset_names())}")
 
 
+def downstream(names: list[str] | tuple[str, ...]) -> list[str]:
+    """The labelled datasets the names stand for (groups expanded, the demo corpus left out)."""
+    return [name for group in names for name in expand(group) if name != "demo-corpus"]
+
+
+def corpus_dataset(corpus: str) -> str:
+    """The dataset a mid-stage corpus name stands for (`demo` is `demo-corpus`)."""
+    return "demo-corpus" if corpus == "demo" else corpus
+
+
 def get_adapter(name: str, root: str | None = None, options: dict | None = None) -> DatasetAdapter:
     if name not in ADAPTERS:
         expand(name)  # raises the unknown-name error
