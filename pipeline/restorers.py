@@ -174,7 +174,7 @@ class DiffusionRestorer:
             batch_rows = rows[start : start + len(cond)]
             draws = []
             for draw in range(self.n_samples):
-                seeds = [self.seed * 1_000_003 + int(row) + draw * (1 << 40) for row in batch_rows]
+                seeds = [(self.seed, int(row), draw) for row in batch_rows]
                 with torch.inference_mode(), autocast:
                     draws.append(
                         sample(model, cond, seeds, self.diffusion, self.steps, self.sampler, self.clip_x0)

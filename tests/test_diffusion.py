@@ -77,6 +77,9 @@ def test_initial_noise_depends_only_on_each_samples_seed() -> None:
     alone = initial_noise([7], 32)
     torch.testing.assert_close(together[1], alone[0], rtol=0, atol=0)
     assert not torch.equal(together[0], together[1])
+    # Keys that differ only above 32 bits, or only in a tuple's last entry, draw other noise.
+    wide = initial_noise([7, 7 + (1 << 40), (0, 7, 0), (0, 7, 1)], 32)
+    assert len({tuple(row.tolist()) for row in wide}) == 4
 
 
 def test_clipping_x0_keeps_a_slightly_wrong_denoiser_from_exploding() -> None:

@@ -21,13 +21,15 @@ from pipeline.restorers import (
 CONFIG = DiTConfig(feature_dim=16, n_tokens=4, width=16, depth=2, heads=2)
 
 
-def _restorer(batch_size: int, seed: int = 0) -> DiffusionRestorer:
+def _restorer(batch_size: int, seed: int = 0, n_samples: int = 1) -> DiffusionRestorer:
     torch.manual_seed(0)
     models = {"i2t": ConditionalDiT(CONFIG), "t2i": ConditionalDiT(CONFIG)}
     for model in models.values():
         torch.nn.init.normal_(model.final.weight, std=0.05)
         model.eval()
-    return DiffusionRestorer(models, DiffusionConfig(), steps=10, batch_size=batch_size, seed=seed)
+    return DiffusionRestorer(
+        models, DiffusionConfig(), steps=10, batch_size=batch_size, seed=seed, n_samples=n_samples
+    )
 
 
 def _features(n: int) -> np.ndarray:
@@ -41,11 +43,24 @@ def test_same_seed_same_restoration_on_repeat_and_across_batch_sizes() -> None:
     np.testing.assert_array_equal(first, _restorer(batch_size=37).restore(available, "i2t", rows))
     # Float sums may round differently with the batch shape; the result must not otherwise change.
     for batch_size in (1, 5, 16):
-        np.testing.assert_allclose(_restorer(batch_size).restore(available, "i2t", rows), first, rtol=1e-4)
+        np.testing.assert_allclose(
+            _restorer(batch_size).restore(available, "i2t", rows), first, rtol=1e-4, atol=1e-4
+        )
     # A sample's restoration depends on its own row, not on which other samples share its batch.
     np.testing.assert_allclose(_restorer(8).restore(available[3:4], "i2t", rows[3:4]), first[3:4], rtol=1e-4)
     other_seed = _restorer(batch_size=37, seed=1).restore(available, "i2t", rows)
     assert np.abs(other_seed - first).max() > 1e-3
+
+
+def test_averaged_draws_are_independent_draws() -> None:
+    """K draws use K different noises: their average is not the first draw, and it is the
+    mean of the single draws that the same (seed, row, draw) keys give."""
+    available, rows = _features(20), np.arange(20)
+    one = _restorer(batch_size=20).restore(available, "i2t", rows)
+    four = _restorer(batch_size=20, n_samples=4).restore(available, "i2t", rows)
+    assert np.abs(four - one).max() > 1e-3
+    # Averaging pulls the draws towards each other: the average has a smaller norm than a draw.
+    assert np.linalg.norm(four, axis=1).mean() < np.linalg.norm(one, axis=1).mean()
 
 
 class StandardNormalDenoiser(torch.nn.Module):

@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Literal
 
+import numpy as np
 import torch
 from diffusers import (
     DDIMScheduler,
@@ -94,17 +95,25 @@ def predict_x0(
     return x_t / abar.sqrt() - (1.0 / abar - 1.0).sqrt() * eps
 
 
-def initial_noise(seeds: Sequence[int], dim: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """z_T for each sample from its own seed: independent of batch composition and order."""
-    rows = [torch.randn(dim, generator=torch.Generator().manual_seed(int(seed))) for seed in seeds]
-    return torch.stack(rows).to(device)
+NoiseKey = int | Sequence[int]
+
+
+def initial_noise(seeds: Sequence[NoiseKey], dim: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """z_T for each sample from its own seed: independent of batch composition and order.
+
+    A seed is an int or a tuple of ints (e.g. (seed, row, draw)), all of it used: numpy's
+    PCG64 takes the whole key as entropy, where torch's CPU generator keeps only 32 bits
+    (keys that differ above bit 31 would draw the same noise).
+    """
+    rows = [np.random.default_rng(seed).standard_normal(dim, dtype=np.float32) for seed in seeds]
+    return torch.from_numpy(np.stack(rows)).to(device)
 
 
 @torch.no_grad()
 def sample(
     denoiser: Denoiser,
     cond: torch.Tensor,
-    seeds: Sequence[int],
+    seeds: Sequence[NoiseKey],
     config: DiffusionConfig,
     steps: int = 50,
     sampler: Sampler = "ddim",
