@@ -1,0 +1,118 @@
+"""How close restored features come to the true ones, against the DiT's training length.
+
+Issue 3's measure: mean cosine similarity between restored and true features on the held-out
+test rows of the demo's downstream datasets, both directions. For each gating variant and step
+budget the demo DiT pair is trained from scratch on the store's corpus features (the demo's
+recipe, epochs scaled to the budget), then restores each test row with one DDIM draw and with
+the average of `--draws` draws (a Monte-Carlo estimate of the posterior mean). The baselines
+(`mean`, `swap`, `swap_gap`, `knn`, `regression`) run in the same process on the same rows.
+
+    python benchmarks/restorer_quality.py --store STORE [--device cuda] [--budgets 468,2000,8000]
+        [--variants gating,none] [--draws 8] [--sampling-steps 25]
+
+STORE is a store that `mmr-pipeline run` (or `extract`) filled with the demo's features.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import numpy as np
+
+from pipeline.config import load_config
+from pipeline.restoration import RestoreSettings, build_restorer, corpus_pairs
+from pipeline.restorers import DiffusionRestorer, mean_cosine, missing_and_available
+from pipeline.training.restorer import load_restorer_models, train_restorer
+from stores.feature_store import FeatureStore
+from stores.fs import list_names
+from stores.restorer_store import RestorerStore
+
+DOWNSTREAM = ("demo-cls", "demo-tags")
+BASELINES = ("mean", "swap", "swap_gap", "knn", "regression")
+DIRECTIONS = ("i2t", "t2i")
+
+
+def test_rows(store: str, dataset: str, encoder_id: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    features = FeatureStore(store, dataset, encoder_id)
+    splits = np.asarray(features.read_samples().column("split").to_pylist())
+    return features.read_arrays(), splits
+
+
+def cosines(restore, arrays: dict[str, np.ndarray], rows: np.ndarray) -> list[float]:
+    """Mean cosine to the truth for i2t and t2i on `rows`."""
+    out = []
+    for direction in DIRECTIONS:
+        missing, present = missing_and_available(direction)
+        restored = restore(arrays[f"{present}_emb"][rows], direction, rows)
+        out.append(mean_cosine(restored, arrays[f"{missing}_emb"][rows]))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--budgets", default="468,2000,8000", help="training steps per run")
+    parser.add_argument("--variants", default="gating,none")
+    parser.add_argument("--draws", type=int, default=8)
+    parser.add_argument("--sampling-steps", type=int, default=25)
+    parser.add_argument("--baselines", default=",".join(BASELINES), help="comma list; empty for none")
+    args = parser.parse_args()
+    encoder_id = list_names(f"{args.store}/features/demo-corpus")[0]
+    images, texts, _ = corpus_pairs(args.store, "demo-corpus", encoder_id)
+    data = {name: test_rows(args.store, name, encoder_id) for name in DOWNSTREAM}
+    header = " | ".join(f"{name} {direction}" for name in DOWNSTREAM for direction in DIRECTIONS)
+    print(f"corpus pairs {len(images)}, encoder {encoder_id}, device {args.device}")
+    print(f"| restorer | train steps | train s | {header} |")
+    print("|---|---|---|" + "---|" * 2 * len(DOWNSTREAM))
+
+    def row(name: str, steps: str, seconds: str, values: list[float]) -> None:
+        print(
+            f"| {name} | {steps} | {seconds} | " + " | ".join(f"{v:.3f}" for v in values) + " |", flush=True
+        )
+
+    settings = RestoreSettings()
+    for name in filter(None, args.baselines.split(",")):
+        values = []
+        for arrays, splits in data.values():
+            restorer = build_restorer(name, settings, arrays, splits, (images, texts), None)
+            values += cosines(restorer.restore, arrays, np.flatnonzero(splits == "test"))
+        row(name, "", "", values)
+
+    # The CPU is fastest at 256 rows per DDIM batch (BENCHMARKS.md); a GPU takes them all at once.
+    batch_size = 4096 if args.device.startswith("cuda") else settings.batch_size
+    demo = load_config(None).restorer
+    per_epoch = demo.steps_per_epoch(len(images))
+    demo_steps = demo.total_steps(len(images))
+    for variant in args.variants.split(","):
+        for budget in (int(b) for b in args.budgets.split(",")):
+            scale = budget / demo_steps
+            config = demo.model_copy(
+                update={
+                    "dit": demo.dit.model_copy(update={"gating": variant}),
+                    "stage1_epochs": demo.stage1_epochs * scale,
+                    "stage2_epochs": demo.stage2_epochs * scale,
+                    "checkpoint_every": max(budget, per_epoch),
+                }
+            )
+            trained = RestorerStore(tempfile.mkdtemp(prefix="quality-"), f"dit-{variant}-{budget}")
+            result = train_restorer(config, images, texts, trained, device=args.device, progress=False)
+            models, train_config = load_restorer_models(trained, args.device)
+            for draws in sorted({1, args.draws}):
+                restorer = DiffusionRestorer(
+                    models, train_config.diffusion, steps=args.sampling_steps, batch_size=batch_size,
+                    device=args.device, n_samples=draws,
+                )  # fmt: skip
+                values = []
+                for arrays, splits in data.values():
+                    values += cosines(restorer.restore, arrays, np.flatnonzero(splits == "test"))
+                label = f"dit {variant}, {'1 draw' if draws == 1 else f'mean of {draws} draws'}"
+                row(label, str(result.steps), f"{result.seconds:.0f}", values)
+
+
+if __name__ == "__main__":
+    started = time.perf_counter()
+    main()
+    print(f"total {time.perf_counter() - started:.0f} s")
