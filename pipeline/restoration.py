@@ -26,6 +26,7 @@ from pipeline.restorers import (
     KnnRestorer,
     MeanRestorer,
     OracleRestorer,
+    RecentredRestorer,
     RegressionRestorer,
     Restorer,
     SwapRestorer,
@@ -57,11 +58,16 @@ class RestoreSettings(BaseModel):
     clip_x0: float | None = Field(5.0, gt=0)
     # dit: average this many independent DDIM draws per sample (1 = the paper's single draw).
     samples: int = Field(1, ge=1)
+    # dit, knn, regression: move the output from the corpus mean of the missing modality to the
+    # downstream train mean (`RecentredRestorer`); off = the paper's zero-shot restoration.
+    recentre: bool = False
 
 
 # Restorers whose output for a row depends only on that row's available feature (and seed), and
 # that cost enough to restore every row once and let each mask select: see `RestoredRows`.
 PER_ROW_RESTORERS = frozenset({"dit", "knn", "regression"})
+# Restorers that learn from the mid-stage corpus (and so may be recentred on the downstream data).
+CORPUS_RESTORERS = PER_ROW_RESTORERS
 
 
 def corpus_pairs(root: str, corpus: str, encoder_id: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -102,8 +108,19 @@ def restorer_key(name: str, settings: RestoreSettings, trained: RestorerStore | 
         assert trained is not None
         clip = f"-clip{settings.clip_x0:g}" if settings.clip_x0 else ""
         draws = f"-avg{settings.samples}" if settings.samples > 1 else ""
-        return f"{trained.restorer_id}-S{settings.steps}-{settings.sampler}{clip}{draws}-seed{settings.seed}"
+        recentred = "-rc" if settings.recentre else ""
+        return f"{trained.restorer_id}-S{settings.steps}-{settings.sampler}{clip}{draws}{recentred}-seed{settings.seed}"
+    if name in CORPUS_RESTORERS and settings.recentre:
+        return f"{restorer_key(name, settings.model_copy(update={'recentre': False}), trained)}-rc"
     return f"knn-k{settings.knn_k}" if name == "knn" else name
+
+
+def train_means(features: dict[str, np.ndarray], splits: np.ndarray) -> dict[str, np.ndarray]:
+    """Mean image and text feature over the train rows where that modality is present."""
+    train_rows = splits == "train"
+    return {
+        m: features[f"{m}_emb"][train_rows & features[f"{m}_present"]].mean(axis=0) for m in ("image", "text")
+    }
 
 
 def build_restorer(
@@ -115,7 +132,30 @@ def build_restorer(
     trained: RestorerStore | None,
     device: str = "cpu",
 ) -> Restorer:
-    """A restorer fitted on what it may see: corpus pairs, or the downstream train split."""
+    """A restorer fitted on what it may see: corpus pairs, or the downstream train split.
+
+    `features` holds presence flags as the protocol leaves them: a feature the mask removes
+    from a train row is not there to fit `mean`, `swap_gap` or the recentring on.
+    """
+    restorer = _build_restorer(name, settings, features, splits, corpus, trained, device)
+    if settings.recentre and name in CORPUS_RESTORERS:
+        if corpus is None:
+            raise ConfigError(f"recentring {name} needs the corpus it was trained on: pass --corpus")
+        target = train_means(features, splits)
+        corpus_means = {"image": corpus[0].mean(axis=0), "text": corpus[1].mean(axis=0)}
+        return RecentredRestorer(restorer, *(target[m] - corpus_means[m] for m in ("image", "text")))
+    return restorer
+
+
+def _build_restorer(
+    name: str,
+    settings: RestoreSettings,
+    features: dict[str, np.ndarray],
+    splits: np.ndarray,
+    corpus: tuple[np.ndarray, np.ndarray] | None,
+    trained: RestorerStore | None,
+    device: str = "cpu",
+) -> Restorer:
     if name not in RESTORER_NAMES:
         raise ConfigError(f"unknown restorer {name!r}: choose one of {', '.join(RESTORER_NAMES)}")
     if name == "zero":
@@ -123,10 +163,12 @@ def build_restorer(
     if name == "oracle":
         return OracleRestorer(features["image_emb"], features["text_emb"])
     if name in ("mean", "swap_gap"):
-        train_rows = splits == "train"
-        mean_image = features["image_emb"][train_rows & features["image_present"]].mean(axis=0)
-        mean_text = features["text_emb"][train_rows & features["text_present"]].mean(axis=0)
-        return MeanRestorer(mean_image, mean_text) if name == "mean" else SwapRestorer(mean_image, mean_text)
+        means = train_means(features, splits)
+        return (
+            MeanRestorer(means["image"], means["text"])
+            if name == "mean"
+            else SwapRestorer(means["image"], means["text"])
+        )
     if name == "swap":
         return SwapRestorer()
     if name in ("knn", "regression"):
@@ -195,10 +237,15 @@ def restore(
 
     @functools.cache
     def restorer() -> Restorer:  # built on first use: a per-row restorer may find every row stored
-        corpus_features = (
-            corpus_pairs(root, corpus, encoder_id)[:2] if corpus and name in ("knn", "regression") else None
-        )
-        return build_restorer(name, settings, features, splits, corpus_features, trained, device)
+        wants_corpus = name in ("knn", "regression") or (name == "dit" and settings.recentre)
+        corpus_features = corpus_pairs(root, corpus, encoder_id)[:2] if corpus and wants_corpus else None
+        # What the protocol leaves: a train feature that the mask removes fits no statistic.
+        available = {
+            **features,
+            "image_present": features["image_present"] & ~image_missing,
+            "text_present": features["text_present"] & ~text_missing,
+        }
+        return build_restorer(name, settings, available, splits, corpus_features, trained, device)
 
     image_missing = masks.column("image_missing").to_numpy() | ~features["image_present"]
     text_missing = masks.column("text_missing").to_numpy() | ~features["text_present"]

@@ -128,6 +128,20 @@ class RegressionRestorer:
             return self.models[direction](torch.from_numpy(available)).numpy()
 
 
+class RecentredRestorer:
+    """A corpus-trained restorer whose output is moved from the corpus mean of the missing
+    modality to the downstream train mean: the target domain's first moment, the statistic that
+    `mean` and `swap_gap` are fitted on, so that every restorer sees the same downstream data."""
+
+    def __init__(self, inner: Restorer, shift_image: np.ndarray, shift_text: np.ndarray) -> None:
+        self.inner, self.name = inner, inner.name
+        self.shifts = {"image": shift_image.astype(np.float32), "text": shift_text.astype(np.float32)}
+
+    def restore(self, available: np.ndarray, direction: Direction, rows: Sequence[int]) -> np.ndarray:
+        missing, _ = missing_and_available(direction)
+        return self.inner.restore(available, direction, rows) + self.shifts[missing]
+
+
 class OracleRestorer:
     """The true missing feature: the complete-data upper bound."""
 

@@ -8,6 +8,7 @@ import torch
 
 from pipeline.diffusion.core import DiffusionConfig
 from pipeline.models.dit import ConditionalDiT, DiTConfig
+from pipeline.restoration import RestoreSettings, build_restorer, restorer_key, train_means
 from pipeline.restorers import (
     DiffusionRestorer,
     KnnRestorer,
@@ -102,3 +103,40 @@ def test_baselines() -> None:
     np.testing.assert_allclose(KnnRestorer(image, text, k=1).restore(image[:10], "i2t", rows), text[:10])
     assert mean_cosine(text[:10], text[:10]) == pytest.approx(1.0)
     assert mean_cosine(text[:10], -text[:10]) == pytest.approx(-1.0)
+
+
+def _downstream(n: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    image, text = _features(n), _features(n + 1)[1:]
+    features = {"image_emb": image, "text_emb": text + 0.5,  # a downstream text mean of its own
+                "image_present": np.ones(n, bool), "text_present": np.ones(n, bool)}  # fmt: skip
+    return features, np.array(["train", "test"] * (n // 2))
+
+
+def test_statistics_come_only_from_train_features_the_protocol_leaves() -> None:
+    features, splits = _downstream(40)
+    features["text_present"][:10] = False  # masked away on these train and test rows
+    kept = (splits == "train") & features["text_present"]
+    means = train_means(features, splits)
+    np.testing.assert_allclose(means["text"], features["text_emb"][kept].mean(axis=0), rtol=1e-6)
+    restored = build_restorer("mean", RestoreSettings(), features, splits, None, None).restore(
+        features["image_emb"][:3], "i2t", [0, 1, 2]
+    )
+    np.testing.assert_allclose(restored[0], means["text"], rtol=1e-6)
+
+
+def test_recentring_moves_a_corpus_restorer_from_the_corpus_mean_to_the_train_mean() -> None:
+    features, splits = _downstream(40)
+    corpus = (_features(60), _features(61)[1:])
+    rows = np.arange(40)
+    raw = build_restorer("knn", RestoreSettings(knn_k=3), features, splits, corpus, None)
+    recentred = build_restorer("knn", RestoreSettings(knn_k=3, recentre=True), features, splits, corpus, None)
+    shift = train_means(features, splits)["text"] - corpus[1].mean(axis=0)
+    out_raw = raw.restore(features["image_emb"], "i2t", rows)
+    out_recentred = recentred.restore(features["image_emb"], "i2t", rows)
+    np.testing.assert_allclose(out_recentred - out_raw, np.broadcast_to(shift, out_raw.shape), atol=1e-6)
+    assert restorer_key("knn", RestoreSettings(recentre=True), None) == "knn-k10-rc"
+    # Restorers fitted on the downstream data already sit at its mean: recentring leaves them be.
+    mean_rc = build_restorer("mean", RestoreSettings(recentre=True), features, splits, corpus, None)
+    assert restorer_key("mean", RestoreSettings(recentre=True), None) == "mean"
+    np.testing.assert_allclose(mean_rc.restore(features["image_emb"][:1], "i2t", [0])[0],
+                               train_means(features, splits)["text"], rtol=1e-6)  # fmt: skip
