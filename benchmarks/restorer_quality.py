@@ -11,7 +11,12 @@ moved from the corpus mean of the missing modality to the downstream train mean,
 `mean` and `swap_gap` are fitted on; here over every train row).
 
     python benchmarks/restorer_quality.py --store STORE [--device cuda] [--budgets 468,2000,8000]
-        [--variants gating,none] [--draws 8] [--sampling-steps 25]
+        [--variants gating,none] [--draws 8] [--sampling-steps 25] [--ceiling]
+
+`--ceiling` first prints what a perfect sampler would score: the demo scenes of the test rows
+are captioned and rendered again (other RNG streams) and encoded with the store's demo encoder;
+cosine(caption, another caption of the same scene) bounds a single i2t draw, and the cosine to
+the mean of 8 other captions approximates the posterior mean's.
 
 STORE is a store that `mmr-pipeline run` (or `extract`) filled with the demo's features.
 """
@@ -60,6 +65,43 @@ def cosines(restorer: Restorer, data: dict, shifts: dict | None) -> tuple[list[f
     return raw, recentred
 
 
+def print_ceiling(store: str, n: int = 500) -> None:
+    import torch
+
+    from pipeline.data.demo import _rng, make_caption, make_scene, render_scene
+    from pipeline.encoders.warmup import load_demo_encoder
+
+    settings = load_config(None)
+    encoder = load_demo_encoder(store, settings.warmup, settings.demo, progress=False)
+
+    def texts(seed: int, scenes: list) -> np.ndarray:
+        captions = [make_caption(seed, name, "test", i, scene) for i, scene in enumerate(scenes)]
+        return encoder.encode_texts(encoder.tokenizer(captions)).numpy()
+
+    def images(seed: int, scenes: list) -> np.ndarray:
+        size = settings.demo.image_size
+        pixels = [
+            encoder.preprocess(render_scene(sc, size, _rng(seed, name, "test", i, 2)))
+            for i, sc in enumerate(scenes)
+        ]
+        return encoder.encode_images(torch.stack(pixels)).numpy()
+
+    print("| ceiling | " + " | ".join(DOWNSTREAM) + " |\n|---|" + "---|" * len(DOWNSTREAM))
+    found: dict[str, list[float]] = {"text: another caption": [], "text: mean of 8 other captions": [],
+                                     "image: another rendering": []}  # fmt: skip
+    for name in DOWNSTREAM:
+        scenes = [make_scene(settings.demo.seed, name, "test", i) for i in range(n)]
+        caption = texts(settings.demo.seed, scenes)
+        others = np.mean([texts(100 + k, scenes) for k in range(8)], axis=0)
+        found["text: another caption"].append(mean_cosine(caption, texts(77, scenes)))
+        found["text: mean of 8 other captions"].append(mean_cosine(caption, others))
+        found["image: another rendering"].append(
+            mean_cosine(images(settings.demo.seed, scenes), images(77, scenes))
+        )
+    for label, values in found.items():
+        print(f"| {label} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", required=True)
@@ -69,7 +111,10 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=8)
     parser.add_argument("--sampling-steps", type=int, default=25)
     parser.add_argument("--baselines", default=",".join(BASELINES), help="comma list; empty for none")
+    parser.add_argument("--ceiling", action="store_true", help="first print a perfect sampler's scores")
     args = parser.parse_args()
+    if args.ceiling:
+        print_ceiling(args.store)
     encoder_id = list_names(f"{args.store}/features/demo-corpus")[0]
     images, texts, _ = corpus_pairs(args.store, "demo-corpus", encoder_id)
     data = {name: test_rows(args.store, name, encoder_id) for name in DOWNSTREAM}
@@ -114,7 +159,7 @@ def main() -> None:
     per_epoch = demo.steps_per_epoch(len(images))
     demo_steps = demo.total_steps(len(images))
     for variant in args.variants.split(","):
-        for budget in (int(b) for b in args.budgets.split(",")):
+        for budget in (int(b) for b in args.budgets.split(",") if b):
             scale = budget / demo_steps
             config = demo.model_copy(
                 update={

@@ -5,7 +5,7 @@
 Rows make restorations reproducible: the DiT seeds each sample's noise from (seed, row).
 Direction `i2t` restores text from image, `t2i` image from text. Statistics-based restorers are fitted on the mid-stage
 corpus (`knn`, `regression`, like the DiT) or on the downstream train split (`mean`,
-`swap_gap`: see docs/restorer.md); `oracle` is handed the true features.
+`swap_gap`: see docs/design.md); `oracle` is handed the true features.
 """
 
 from __future__ import annotations

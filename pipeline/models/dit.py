@@ -54,7 +54,7 @@ class DiTConfig(BaseModel):
 
 
 # `paper`: depth 20 as in the paper; width/heads/tokens chosen for ~2 GFLOPs per sample per
-# sampling step at D = 512 (the paper's cost; see docs/restorer.md). `demo`: CPU-sized.
+# sampling step at D = 512 (the paper's cost; see docs/design.md). `demo`: CPU-sized.
 DIT_PRESETS: dict[str, dict[str, object]] = {
     "paper": {"feature_dim": 512, "n_tokens": 16, "width": 448, "depth": 20, "heads": 7},
     "demo": {"feature_dim": 128, "n_tokens": 8, "width": 128, "depth": 4, "heads": 4},
