@@ -167,6 +167,7 @@ def _restorations(
     dataset: str, root: str | None, missing_rate: float, missing_type: str, restorer: str, seed: int,
     steps: int | None, samples: int | None, corpus: str, corpus_root: str | None, store: str, model: str,
     pretrained: str, config: str | None, variant: str | None, stages: int | None, device: str,
+    recentre: bool | None = None,
 ) -> Iterator[tuple[str, str, RestoreResult]]:  # fmt: skip
     """Restore every (downstream dataset, restorer) pair, running upstream steps as needed."""
     from pipeline.config import load_config
@@ -189,6 +190,8 @@ def _restorations(
         train_config = _train_config(config, variant, stages, None)
         trained, _ = run_training(store, corpus_name, encoder_id, train_config, device=resolve_device(device))
     overrides = {key: value for key, value in {"steps": steps, "samples": samples}.items() if value}
+    if recentre is not None:
+        overrides["recentre"] = recentre
     settings = load_config(config).restore.model_copy(update=overrides)
     for name in names:
         for restorer_name in restorers:
@@ -219,12 +222,19 @@ def restore(
     variant: Annotated[str | None, typer.Option(help="DiT gating variant.")] = None,
     stages: Annotated[int | None, typer.Option(help="DiT training stages.")] = None,
     device: DeviceOption = "auto",
+    recentre: Annotated[
+        bool | None,
+        typer.Option(
+            "--recentre/--no-recentre",
+            help="dit, knn, regression: move the output from the corpus mean to the downstream train mean.",
+        ),
+    ] = None,
 ) -> None:
     """Fill masked modalities with a restorer and report cosine similarity to the truth."""
     _setup_logging()
     for name, _, result in _restorations(
         dataset, root, missing_rate, missing_type, restorer, seed, steps, samples, corpus, corpus_root,
-        store or default_store(), model, pretrained, config, variant, stages, device,
+        store or default_store(), model, pretrained, config, variant, stages, device, recentre,
     ):  # fmt: skip
         quality = result.manifest["quality"]
         figures = ", ".join(
