@@ -12,6 +12,10 @@ moved from the corpus mean of the missing modality to the downstream train mean,
 
     python benchmarks/restorer_quality.py --store STORE [--device cuda] [--budgets 468,2000,8000]
         [--variants gating,none] [--draws 8] [--sampling-steps 25] [--ceiling]
+    python benchmarks/restorer_quality.py --store STORE --trained STORE/restorers/ID [--draws 16] ...
+
+`--trained` scores an already-trained restorer (a run's, or one this script trained: it prints
+where) instead of training the budgets.
 
 `--ceiling` first prints what a perfect sampler would score: the demo scenes of the test rows
 are captioned and rendered again (other RNG streams) and encoded with the store's demo encoder;
@@ -112,6 +116,7 @@ def main() -> None:
     parser.add_argument("--sampling-steps", type=int, default=25)
     parser.add_argument("--baselines", default=",".join(BASELINES), help="comma list; empty for none")
     parser.add_argument("--ceiling", action="store_true", help="first print a perfect sampler's scores")
+    parser.add_argument("--trained", help="score this trained restorer (ROOT/restorers/ID), train nothing")
     args = parser.parse_args()
     if args.ceiling:
         print_ceiling(args.store)
@@ -155,6 +160,27 @@ def main() -> None:
 
     # The CPU is fastest at 256 rows per DDIM batch (BENCHMARKS.md); a GPU takes them all at once.
     batch_size = 4096 if args.device.startswith("cuda") else settings.batch_size
+
+    def score_dit(trained: RestorerStore, label: str, steps: str, seconds: str) -> None:
+        models, train_config = load_restorer_models(trained, args.device)
+        for draws in sorted({1, args.draws}):
+            restorer = DiffusionRestorer(
+                models, train_config.diffusion, steps=args.sampling_steps, batch_size=batch_size,
+                device=args.device, n_samples=draws,
+            )  # fmt: skip
+            rows(
+                f"{label}, {'1 draw' if draws == 1 else f'mean of {draws} draws'}",
+                steps,
+                seconds,
+                restorer,
+                True,
+            )
+
+    if args.trained:
+        root, restorer_id = args.trained.rstrip("/").rsplit("/restorers/", 1)
+        trained = RestorerStore(root, restorer_id)
+        score_dit(trained, f"dit {restorer_id}", str(trained.load(trained.latest(True))[1]["step"]), "")
+        return
     demo = load_config(None).restorer
     per_epoch = demo.steps_per_epoch(len(images))
     demo_steps = demo.total_steps(len(images))
@@ -171,14 +197,8 @@ def main() -> None:
             )
             trained = RestorerStore(tempfile.mkdtemp(prefix="quality-"), f"dit-{variant}-{budget}")
             result = train_restorer(config, images, texts, trained, device=args.device, progress=False)
-            models, train_config = load_restorer_models(trained, args.device)
-            for draws in sorted({1, args.draws}):
-                restorer = DiffusionRestorer(
-                    models, train_config.diffusion, steps=args.sampling_steps, batch_size=batch_size,
-                    device=args.device, n_samples=draws,
-                )  # fmt: skip
-                label = f"dit {variant}, {'1 draw' if draws == 1 else f'mean of {draws} draws'}"
-                rows(label, str(result.steps), f"{result.seconds:.0f}", restorer, True)
+            print(f"trained: {trained.url}", flush=True)
+            score_dit(trained, f"dit {variant}", str(result.steps), f"{result.seconds:.0f}")
 
 
 if __name__ == "__main__":
