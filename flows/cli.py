@@ -297,7 +297,10 @@ def report(
     from pipeline.config import load_config
     from pipeline.steps import write_report
 
-    written = write_report(store or default_store(), missing_rate, steps or load_config(config).restore.steps)
+    restore = load_config(config).restore
+    written = write_report(
+        store or default_store(), missing_rate, steps or restore.steps, restore.samples, restore.recentre
+    )
     for markdown in written["tables"].values():
         typer.echo(markdown)
     for path in written["files"]:

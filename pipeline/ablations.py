@@ -19,9 +19,10 @@ import numpy as np
 
 from stores.results_store import query
 
-# Only single-draw DDIM keys: K-draw averages and other solvers are variants of their own.
+# DDIM keys only (other solvers are variants of their own), with their draws and recentring.
 VARIANT_PATTERN = re.compile(
-    r"^dit-(?P<gating>[a-z]+)-s(?P<stages>\d)-[0-9a-f]+-S(?P<steps>\d+)-ddim(-clip[\d.e+-]+)?-seed\d+$"
+    r"^dit-(?P<gating>[a-z]+)-s(?P<stages>\d)-[0-9a-f]+-S(?P<steps>\d+)-ddim(-clip[\d.e+-]+)?"
+    r"(-avg(?P<samples>\d+))?(?P<recentred>-rc)?-seed\d+$"
 )
 
 
@@ -30,32 +31,56 @@ class DitVariant:
     gating: str
     stages: int
     steps: int
+    samples: int = 1
+    recentred: bool = False
+
+
+@dataclass(frozen=True)
+class DitSampling:
+    """How the benchmark table's DiT samples: the configured draws per row and recentring.
+    Evaluations that sampled otherwise (an ad-hoc `--samples 4`, say) are variants of their own."""
+
+    samples: int = 1
+    recentred: bool = False
+
+    def matches(self, variant: DitVariant) -> bool:
+        return (variant.samples, variant.recentred) == (self.samples, self.recentred)
+
+
+SINGLE_DRAW = DitSampling()  # the paper's: one DDIM draw per row, no recentring
 
 
 def parse_variant(key: str) -> DitVariant | None:
     match = VARIANT_PATTERN.match(key or "")
     if match is None:
         return None
-    return DitVariant(match["gating"], int(match["stages"]), int(match["steps"]))
+    samples = int(match["samples"]) if match["samples"] else 1
+    return DitVariant(
+        match["gating"], int(match["stages"]), int(match["steps"]), samples, bool(match["recentred"])
+    )
 
 
-def reference_steps(root: str, configured: int | None) -> int | None:
-    """S of the reference DiT (gating, both stages): the configured S when the store has it,
-    else the most evaluated S (ties: the smaller)."""
+def reference_steps(root: str, configured: int | None, sampling: DitSampling = SINGLE_DRAW) -> int | None:
+    """S of the reference DiT (gating, both stages, `sampling`): the configured S when the store
+    has it, else the most evaluated S (ties: the smaller)."""
     _, rows = query(root, "SELECT variant, count(*) FROM metrics WHERE restorer = 'dit' GROUP BY variant")
     counts: Counter = Counter()
     for key, n in rows:
         variant = parse_variant(key)
-        if variant and variant.gating == "gating" and variant.stages == 2:
+        if variant and variant.gating == "gating" and variant.stages == 2 and sampling.matches(variant):
             counts[variant.steps] += n
     if configured in counts or not counts:
         return configured
     return max(counts, key=lambda steps: (counts[steps], -steps))
 
 
-def is_reference(key: str, steps: int | None) -> bool:
+def is_reference(key: str, steps: int | None, sampling: DitSampling = SINGLE_DRAW) -> bool:
     variant = parse_variant(key)
-    return variant is not None and (variant.gating, variant.stages, variant.steps) == ("gating", 2, steps)
+    return (
+        variant is not None
+        and (variant.gating, variant.stages, variant.steps) == ("gating", 2, steps)
+        and sampling.matches(variant)
+    )
 
 
 def _dit_scores(root: str, eta: float, metrics: dict[str, str]) -> dict[tuple, list[float]]:
@@ -83,10 +108,12 @@ def sampling_ms_per_sample(root: str, dataset: str, key: str) -> float | None:
 
 
 def ablation_tables(root: str, eta: float, metrics: dict[str, str], columns: list[tuple[str, str]],
-                    steps: int | None) -> str:  # fmt: skip
-    """Markdown: gating variants, base vs mutual learning, and sampling steps vs score and time."""
+                    steps: int | None, sampling: DitSampling = SINGLE_DRAW) -> str:  # fmt: skip
+    """Markdown: gating variants, base vs mutual learning, and sampling steps vs score and time,
+    each over evaluations that sampled as the reference does (`sampling`)."""
     scores = _dit_scores(root, eta, metrics)
     variants = {key: parse_variant(key) for _, _, key in scores}
+    variants = {key: v for key, v in variants.items() if v and sampling.matches(v)}
     header = [f"{dataset} {missing}" for dataset, missing in columns]
 
     def table(title: str, label: str, rows: list[tuple[str, str]], extra: str | None = None) -> list[str]:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from pipeline import plots
-from pipeline.ablations import ablation_tables, is_reference, reference_steps
+from pipeline.ablations import SINGLE_DRAW, DitSampling, ablation_tables, is_reference, reference_steps
 from pipeline.diffusion.core import to_diffusion_space
 from pipeline.metrics import gap_closed
 from pipeline.restorers import RESTORER_NAMES
@@ -55,15 +55,17 @@ def headline_metrics(root: str) -> dict[str, str]:
             if any(m in metrics for m in HEADLINE_ORDER)}  # fmt: skip
 
 
-def benchmark_cells(root: str, eta: float, dit_steps: int | None = None) -> dict[tuple[str, str, str], Cell]:
+def benchmark_cells(
+    root: str, eta: float, dit_steps: int | None = None, sampling: DitSampling = SINGLE_DRAW
+) -> dict[tuple[str, str, str], Cell]:
     """(restorer, dataset, missing type) -> mean/std over seeds of the headline metric at eta.
 
     When one (restorer, dataset, type, seed) was evaluated more than once, its latest run counts.
     Of the DiT variants only the reference counts: gating, both stages, S = `dit_steps` (None:
-    the most evaluated S).
+    the most evaluated S), sampled as `sampling` says.
     """
     cells = {}
-    steps = reference_steps(root, dit_steps)
+    steps = reference_steps(root, dit_steps, sampling)
     for dataset, metric in headline_metrics(root).items():
         _, rows = query(
             root,
@@ -77,7 +79,11 @@ def benchmark_cells(root: str, eta: float, dit_steps: int | None = None) -> dict
         )
         values: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
         for restorer, variant, missing_type, seed, value in rows:
-            if restorer == "dit" and (variant or "").startswith("dit-") and not is_reference(variant, steps):
+            if (
+                restorer == "dit"
+                and (variant or "").startswith("dit-")
+                and not is_reference(variant, steps, sampling)
+            ):
                 continue  # other DiT variants (ablations, K-draw averages, other solvers) are not Table 1
             values[(restorer, missing_type)][seed] = value
         for (restorer, missing_type), by_seed in values.items():
@@ -97,9 +103,11 @@ def _restorers(cells: dict[tuple[str, str, str], Cell]) -> list[str]:
     return [name for name in RESTORER_NAMES if name in present] + sorted(present - set(RESTORER_NAMES))
 
 
-def benchmark_tables(root: str, eta: float, dit_steps: int | None = None) -> tuple[str, str]:
+def benchmark_tables(
+    root: str, eta: float, dit_steps: int | None = None, sampling: DitSampling = SINGLE_DRAW
+) -> tuple[str, str]:
     """(Markdown, CSV) of the Table-1-shaped benchmark and the gap-closed table at `eta`."""
-    cells = benchmark_cells(root, eta, dit_steps)
+    cells = benchmark_cells(root, eta, dit_steps, sampling)
     columns, restorers = _columns(cells), _restorers(cells)
     metrics = headline_metrics(root)
     header = [f"{dataset} {missing} ({metrics[dataset]})" for dataset, missing in columns]
@@ -124,7 +132,8 @@ def benchmark_tables(root: str, eta: float, dit_steps: int | None = None) -> tup
                 )
         lines.append(f"| {restorer} | " + " | ".join(row) + " |")
         gap_lines.append(f"| {restorer} | " + " | ".join(gap_row) + " |")
-    ablations = ablation_tables(root, eta, metrics, columns, reference_steps(root, dit_steps))
+    steps = reference_steps(root, dit_steps, sampling)
+    ablations = ablation_tables(root, eta, metrics, columns, steps, sampling)
     return "\n".join(lines + gap_lines) + "\n" + ablations, sink.getvalue()
 
 

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
+from pipeline.ablations import DitSampling
 from pipeline.reporting import benchmark_cells, benchmark_tables
 from stores.results_store import append_metrics
 
@@ -80,12 +81,17 @@ def test_ablation_variants_leave_the_benchmark_table_for_their_own_tables(tmp_pa
     assert "| 10 | 58.50 ± 0.71 | — |" in steps_table  # no sampling timings stored for these rows
 
 
-def test_averaged_draws_are_not_the_reference_dit(tmp_path: Path) -> None:
-    for seed, (single, averaged) in enumerate([(0.50, 0.90), (0.52, 0.92)]):
-        for key, value in ((_dit_key("gating", 2, 50), single),
-                           ("dit-gating-s2-0123456789ab-S50-ddim-clip5-avg4-seed0", averaged)):  # fmt: skip
+def test_the_reference_dit_samples_as_configured(tmp_path: Path) -> None:
+    """An ad-hoc 4-draw evaluation does not replace the single-draw reference, and a config that
+    samples 4 draws, recentred, makes that evaluation the reference instead."""
+    keys = {(1, False): _dit_key("gating", 2, 50),
+            (4, False): "dit-gating-s2-0123456789ab-S50-ddim-clip5-avg4-seed0",
+            (4, True): "dit-gating-s2-0123456789ab-S50-ddim-clip5-avg4-rc-seed0"}  # fmt: skip
+    values = {(1, False): 0.50, (4, False): 0.70, (4, True): 0.90}
+    for seed in (0, 1):
+        for sampling, key in keys.items():
             run = {**BASE, "restorer": "dit", "variant": key, "seed": seed, "missing_type": "both"}
-            append_metrics(str(tmp_path), run, {"f1_macro": value})
-    assert benchmark_cells(str(tmp_path), 0.7, dit_steps=50)[("dit", "tags", "both")].mean == pytest.approx(
-        0.51
-    )
+            append_metrics(str(tmp_path), run, {"f1_macro": values[sampling] + seed * 0.02})
+    for (samples, recentred), expected in values.items():
+        cells = benchmark_cells(str(tmp_path), 0.7, dit_steps=50, sampling=DitSampling(samples, recentred))
+        assert cells[("dit", "tags", "both")].mean == pytest.approx(expected + 0.01)
