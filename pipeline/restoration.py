@@ -139,12 +139,25 @@ def build_restorer(
     """
     restorer = _build_restorer(name, settings, features, splits, corpus, trained, device)
     if settings.recentre and name in CORPUS_RESTORERS:
-        if corpus is None:
-            raise ConfigError(f"recentring {name} needs the corpus it was trained on: pass --corpus")
-        target = train_means(features, splits)
-        corpus_means = {"image": corpus[0].mean(axis=0), "text": corpus[1].mean(axis=0)}
-        return RecentredRestorer(restorer, *(target[m] - corpus_means[m] for m in ("image", "text")))
+        shifts = recentring_shifts(name, features, splits, corpus)
+        return RecentredRestorer(restorer, shifts["image"], shifts["text"])
     return restorer
+
+
+def recentring_shifts(
+    name: str,
+    features: dict[str, np.ndarray],
+    splits: np.ndarray,
+    corpus: tuple[np.ndarray, np.ndarray] | None,
+) -> dict[str, np.ndarray]:
+    """Per modality: its downstream train mean minus its corpus mean (what recentring adds)."""
+    if corpus is None:
+        raise ConfigError(f"recentring {name} needs the corpus it was trained on: pass --corpus")
+    target = train_means(features, splits)
+    return {
+        modality: target[modality] - paired.mean(axis=0)
+        for modality, paired in zip(("image", "text"), corpus, strict=True)
+    }
 
 
 def _build_restorer(
@@ -235,20 +248,23 @@ def restore(
     masks = masks_for(root, dataset, eta, missing_type, mask_seed, encoder_id)
     splits = np.asarray(masks.column("split").to_pylist())
 
-    @functools.cache
-    def restorer() -> Restorer:  # built on first use: a per-row restorer may find every row stored
-        wants_corpus = name in ("knn", "regression") or (name == "dit" and settings.recentre)
-        corpus_features = corpus_pairs(root, corpus, encoder_id)[:2] if corpus and wants_corpus else None
-        # What the protocol leaves: a train feature that the mask removes fits no statistic.
-        available = {
-            **features,
-            "image_present": features["image_present"] & ~image_missing,
-            "text_present": features["text_present"] & ~text_missing,
-        }
-        return build_restorer(name, settings, available, splits, corpus_features, trained, device)
-
     image_missing = masks.column("image_missing").to_numpy() | ~features["image_present"]
     text_missing = masks.column("text_missing").to_numpy() | ~features["text_present"]
+    # What the protocol leaves: a train feature that the mask removes fits no statistic.
+    available = {**features, "image_present": ~image_missing, "text_present": ~text_missing}
+    # Every mask shares one array of a per-row restorer's rows, restored as trained; the
+    # recentring depends on the mask (its train rows), so it is added per mask, after selection.
+    unshifted = settings.model_copy(update={"recentre": False})
+
+    @functools.cache
+    def corpus_features() -> tuple[np.ndarray, np.ndarray] | None:
+        wants = name in ("knn", "regression") or (name == "dit" and settings.recentre)
+        return corpus_pairs(root, corpus, encoder_id)[:2] if corpus and wants else None
+
+    @functools.cache
+    def restorer() -> Restorer:  # built on first use: a per-row restorer may find every row stored
+        return build_restorer(name, unshifted, available, splits, corpus_features(), trained, device)
+
     filled = {"image_emb": features["image_emb"].copy(), "text_emb": features["text_emb"].copy()}
     restored = {
         "image_restored": image_missing & ~text_missing,
@@ -262,7 +278,9 @@ def restore(
         rows = np.flatnonzero(restored[flag])
         filled[target][rows] = 0.0
         if len(rows) and name in PER_ROW_RESTORERS:
-            shared = RestoredRows(root, dataset, encoder_id, key, direction)
+            shared = RestoredRows(
+                root, dataset, encoder_id, restorer_key(name, unshifted, trained), direction
+            )
             every_row = shared.read()
             if every_row is None:
                 sources = np.flatnonzero(features[source.replace("emb", "present")])
@@ -273,6 +291,9 @@ def restore(
                 shared.write(every_row, {"rows": len(sources), "steps": settings.steps,
                                          "seconds": time.perf_counter() - sampling_started})  # fmt: skip
             filled[target][rows] = every_row[rows]
+            if settings.recentre:
+                missing = target.removesuffix("_emb")
+                filled[target][rows] += recentring_shifts(name, available, splits, corpus_features())[missing]
         elif len(rows):
             filled[target][rows] = restorer().restore(features[source][rows], direction, rows)  # type: ignore[arg-type]
         for split in np.unique(splits):
