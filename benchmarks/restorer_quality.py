@@ -34,7 +34,13 @@ import time
 import numpy as np
 
 from pipeline.config import load_config
-from pipeline.restoration import CORPUS_RESTORERS, RestoreSettings, build_restorer, corpus_pairs, train_means
+from pipeline.restoration import (
+    CORPUS_RESTORERS,
+    RestoreSettings,
+    build_restorer,
+    corpus_pairs,
+    recentring_shifts,
+)
 from pipeline.restorers import DiffusionRestorer, Restorer, mean_cosine, missing_and_available
 from pipeline.training.restorer import load_restorer_models, train_restorer
 from stores.feature_store import FeatureStore
@@ -133,11 +139,10 @@ def main() -> None:
             f"| {name} | {steps} | {seconds} | " + " | ".join(f"{v:.3f}" for v in values) + " |", flush=True
         )
 
-    corpus_means = {"image": images.mean(axis=0), "text": texts.mean(axis=0)}
-    shifts = {}
-    for name, (arrays, splits) in data.items():
-        target = train_means(arrays, splits)
-        shifts[name] = {m: target[m] - corpus_means[m] for m in ("image", "text")}
+    shifts = {
+        name: recentring_shifts(name, arrays, splits, (images, texts))
+        for name, (arrays, splits) in data.items()
+    }
 
     def rows(label: str, steps: str, seconds: str, restorer: Restorer, corpus_trained: bool) -> None:
         raw, recentred = cosines(restorer, data, shifts if corpus_trained else None)

@@ -104,15 +104,13 @@ def train(
 
 
 def restorer_key(name: str, settings: RestoreSettings, trained: RestorerStore | None) -> str:
+    recentred = "-rc" if settings.recentre and name in CORPUS_RESTORERS else ""
     if name == "dit":
         assert trained is not None
         clip = f"-clip{settings.clip_x0:g}" if settings.clip_x0 else ""
         draws = f"-avg{settings.samples}" if settings.samples > 1 else ""
-        recentred = "-rc" if settings.recentre else ""
         return f"{trained.restorer_id}-S{settings.steps}-{settings.sampler}{clip}{draws}{recentred}-seed{settings.seed}"
-    if name in CORPUS_RESTORERS and settings.recentre:
-        return f"{restorer_key(name, settings.model_copy(update={'recentre': False}), trained)}-rc"
-    return f"knn-k{settings.knn_k}" if name == "knn" else name
+    return (f"knn-k{settings.knn_k}" if name == "knn" else name) + recentred
 
 
 def train_means(features: dict[str, np.ndarray], splits: np.ndarray) -> dict[str, np.ndarray]:
@@ -137,11 +135,42 @@ def build_restorer(
     `features` holds presence flags as the protocol leaves them: a feature the mask removes
     from a train row is not there to fit `mean`, `swap_gap` or the recentring on.
     """
-    restorer = _build_restorer(name, settings, features, splits, corpus, trained, device)
-    if settings.recentre and name in CORPUS_RESTORERS:
-        shifts = recentring_shifts(name, features, splits, corpus)
-        return RecentredRestorer(restorer, shifts["image"], shifts["text"])
-    return restorer
+    if name not in RESTORER_NAMES:
+        raise ConfigError(f"unknown restorer {name!r}: choose one of {', '.join(RESTORER_NAMES)}")
+    if name == "zero":
+        return ZeroRestorer()
+    if name == "oracle":
+        return OracleRestorer(features["image_emb"], features["text_emb"])
+    if name in ("mean", "swap_gap"):
+        means = train_means(features, splits)
+        return (
+            MeanRestorer(means["image"], means["text"])
+            if name == "mean"
+            else SwapRestorer(means["image"], means["text"])
+        )
+    if name == "swap":
+        return SwapRestorer()
+    restorer: Restorer
+    if name in ("knn", "regression"):
+        if corpus is None:
+            raise ConfigError(f"restorer {name} learns from a mid-stage corpus: pass --corpus")
+        if name == "knn":
+            restorer = KnnRestorer(*corpus, k=settings.knn_k)
+        else:
+            restorer = RegressionRestorer.fit(*corpus, seed=settings.seed)
+    else:
+        if trained is None:
+            raise ConfigError("restorer dit needs a trained restorer: run `mmr-pipeline train` first")
+        models, config = load_restorer_models(trained, device)
+        restorer = DiffusionRestorer(
+            models, config.diffusion, steps=settings.steps, sampler=settings.sampler,
+            batch_size=settings.batch_size, device=device, seed=settings.seed, clip_x0=settings.clip_x0,
+            n_samples=settings.samples,
+        )  # fmt: skip
+    if not settings.recentre:
+        return restorer
+    shifts = recentring_shifts(name, features, splits, corpus)
+    return RecentredRestorer(restorer, shifts["image"], shifts["text"])
 
 
 def recentring_shifts(
@@ -158,45 +187,6 @@ def recentring_shifts(
         modality: target[modality] - paired.mean(axis=0)
         for modality, paired in zip(("image", "text"), corpus, strict=True)
     }
-
-
-def _build_restorer(
-    name: str,
-    settings: RestoreSettings,
-    features: dict[str, np.ndarray],
-    splits: np.ndarray,
-    corpus: tuple[np.ndarray, np.ndarray] | None,
-    trained: RestorerStore | None,
-    device: str = "cpu",
-) -> Restorer:
-    if name not in RESTORER_NAMES:
-        raise ConfigError(f"unknown restorer {name!r}: choose one of {', '.join(RESTORER_NAMES)}")
-    if name == "zero":
-        return ZeroRestorer()
-    if name == "oracle":
-        return OracleRestorer(features["image_emb"], features["text_emb"])
-    if name in ("mean", "swap_gap"):
-        means = train_means(features, splits)
-        return (
-            MeanRestorer(means["image"], means["text"])
-            if name == "mean"
-            else SwapRestorer(means["image"], means["text"])
-        )
-    if name == "swap":
-        return SwapRestorer()
-    if name in ("knn", "regression"):
-        if corpus is None:
-            raise ConfigError(f"restorer {name} learns from a mid-stage corpus: pass --corpus")
-        if name == "knn":
-            return KnnRestorer(*corpus, k=settings.knn_k)
-        return RegressionRestorer.fit(*corpus, seed=settings.seed)
-    if trained is None:
-        raise ConfigError("restorer dit needs a trained restorer: run `mmr-pipeline train` first")
-    models, config = load_restorer_models(trained, device)
-    return DiffusionRestorer(
-        models, config.diffusion, steps=settings.steps, sampler=settings.sampler, batch_size=settings.batch_size,
-        device=device, seed=settings.seed, clip_x0=settings.clip_x0, n_samples=settings.samples,
-    )  # fmt: skip
 
 
 def masks_for(
@@ -265,6 +255,10 @@ def restore(
     def restorer() -> Restorer:  # built on first use: a per-row restorer may find every row stored
         return build_restorer(name, unshifted, available, splits, corpus_features(), trained, device)
 
+    @functools.cache
+    def shifts() -> dict[str, np.ndarray]:  # this mask's recentring, for both directions
+        return recentring_shifts(name, available, splits, corpus_features())
+
     filled = {"image_emb": features["image_emb"].copy(), "text_emb": features["text_emb"].copy()}
     restored = {
         "image_restored": image_missing & ~text_missing,
@@ -293,7 +287,7 @@ def restore(
             filled[target][rows] = every_row[rows]
             if settings.recentre:
                 missing = target.removesuffix("_emb")
-                filled[target][rows] += recentring_shifts(name, available, splits, corpus_features())[missing]
+                filled[target][rows] += shifts()[missing]
         elif len(rows):
             filled[target][rows] = restorer().restore(features[source][rows], direction, rows)  # type: ignore[arg-type]
         for split in np.unique(splits):
