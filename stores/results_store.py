@@ -5,8 +5,9 @@
 
 Writers never share a file: each evaluation writes its own Parquet file under a unique name,
 atomically, so any number of workers can append at once without locks. The DuckDB file holds
-only a view over the Parquet glob; it is made once (in a temporary file renamed into place)
-and queries open it read-only, so they see every committed result and change nothing.
+only a view over the Parquet glob; it is made once (in a temporary file renamed into place),
+again if the store has moved, and queries open it read-only, so they see every committed
+result and change nothing.
 """
 
 from __future__ import annotations
@@ -85,17 +86,31 @@ def database_path(root: str) -> Path:
     return Path(root.removeprefix("file://")) / "results" / "results.duckdb"
 
 
+def _metrics_pattern(path: Path) -> str:
+    """The Parquet glob of the store that holds the views database at `path`, as an SQL literal."""
+    return "'" + str(path.parent / "metrics" / "*.parquet").replace("'", "''") + "'"
+
+
+def _views_point_here(path: Path) -> bool:
+    with duckdb.connect(str(path), read_only=True) as connection:
+        row = connection.execute("SELECT sql FROM duckdb_views() WHERE view_name = 'metrics'").fetchone()
+    return row is not None and _metrics_pattern(path) in row[0]
+
+
 def ensure_views(root: str) -> Path:
-    """The views database, made on first use (atomically: two writers may race to make it)."""
+    """The views database, made on first use (atomically: two writers may race to make it).
+
+    The view names the store's Parquet glob by its absolute path, so a store that was copied
+    or moved gets its views made again: otherwise it would still read the old place's results.
+    """
     path = database_path(root)
-    if path.exists():
+    if path.exists() and _views_point_here(path):
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{uuid.uuid4().hex}.duckdb")
-    pattern = str(path.parent / "metrics" / "*.parquet")
     with duckdb.connect(str(temporary)) as connection:
         connection.execute(
-            f"CREATE VIEW metrics AS SELECT * FROM read_parquet('{pattern}', union_by_name = true)"
+            f"CREATE VIEW metrics AS SELECT * FROM read_parquet({_metrics_pattern(path)}, union_by_name = true)"
         )
     os.replace(temporary, path)
     return path
@@ -103,9 +118,9 @@ def ensure_views(root: str) -> Path:
 
 def query(root: str, sql: str, parameters: list[Any] | None = None) -> tuple[list[str], list[tuple]]:
     """Run `sql` (with `?` parameters) on a read-only connection; returns column names and rows."""
-    path = database_path(root)
-    if not path.exists():
+    if not database_path(root).exists():
         raise StoreMismatchError(f"no results in {root} yet: run `mmr-pipeline evaluate` first")
+    path = ensure_views(root)  # remade if the store was moved since
     with duckdb.connect(str(path), read_only=True) as connection:
         cursor = connection.execute(sql, parameters or [])
         columns = [description[0] for description in cursor.description or []]

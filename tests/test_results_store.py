@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import shutil
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -60,3 +61,17 @@ def test_sql_command_prints_table_csv_and_json_and_never_writes(tmp_path: Path) 
 def test_sql_before_any_result_names_the_fix(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["sql", "SELECT 1", "--store", str(tmp_path)])
     assert result.exit_code == 2 and "mmr-pipeline evaluate" in result.output
+
+
+def test_a_moved_store_queries_its_own_results(tmp_path: Path) -> None:
+    first, moved = tmp_path / "first", tmp_path / "moved"
+    append_metrics(str(first), {**RUN, "restorer": "zero", "seed": 0}, {"accuracy": 0.25})
+    shutil.copytree(first, moved)
+    shutil.rmtree(first)  # the views must not read the old place, whether or not it is still there
+    append_metrics(str(moved), {**RUN, "restorer": "dit", "seed": 0}, {"accuracy": 0.5})
+    _, rows = query(str(moved), "SELECT restorer, value FROM metrics ORDER BY 1")
+    assert rows == [("dit", 0.5), ("zero", 0.25)]
+    copy = tmp_path / "copy"  # a copy queried before anything is appended to it
+    shutil.copytree(moved, copy)
+    append_metrics(str(moved), {**RUN, "restorer": "mean", "seed": 0}, {"accuracy": 0.75})
+    assert query(str(copy), "SELECT count(*) FROM metrics")[1] == [(2,)]
