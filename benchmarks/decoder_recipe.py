@@ -60,15 +60,15 @@ def main() -> None:
     args = parser.parse_args()
     settings = load_config(args.config)
     base = settings.decoder.model_dump()
-    recipes = [
-        DecoderTraining.model_validate({**base, **json.loads(text)}) for text in (args.recipe or ["{}"])
-    ]
+    texts = args.recipe or ["{}"]
+    recipes = [DecoderTraining.model_validate({**base, **json.loads(text)}) for text in texts]
+    restorers = args.restorers.split(",")
     seeds = [int(seed) for seed in args.seeds.split(",")]
     encoder_id = list_names(f"{args.store}/features/demo-corpus")[0]
-    for recipe, text in zip(recipes, args.recipe or ["{}"], strict=True):
+    for recipe, text in zip(recipes, texts, strict=True):
         print(f"\nrecipe {text}: {recipe.model_dump_json()}")
-        print("| dataset | missing | " + " | ".join(args.restorers.split(",")) + " | seconds |")
-        print("|---|---|" + "---|" * (len(args.restorers.split(",")) + 1))
+        print("| dataset | missing | " + " | ".join(restorers) + " | seconds |")
+        print("|---|---|" + "---|" * (len(restorers) + 1))
         for dataset in args.datasets.split(","):
             features = FeatureStore(args.store, dataset, encoder_id)
             info = features.manifest()["dataset_info"]
@@ -76,11 +76,14 @@ def main() -> None:
             labels = samples.column("label").to_pylist()
             splits = np.asarray(samples.column("split").to_pylist())
             stored = list_names(f"{args.store}/restorations/{dataset}/{encoder_id}")
+            keys = {
+                name: reference_dit_key(args.store, stored, settings.restore) if name == "dit" else name
+                for name in restorers
+            }
             for missing_type in args.types.split(","):
                 started = time.perf_counter()
                 cells = []
-                for name in args.restorers.split(","):
-                    key = reference_dit_key(args.store, stored, settings.restore) if name == "dit" else name
+                for key in keys.values():
                     scores = []
                     for seed in seeds:
                         mask = mask_name(args.eta, missing_type, seed)

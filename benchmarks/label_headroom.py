@@ -35,6 +35,7 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from pipeline.evaluation import label_targets
 from pipeline.metrics import task_scores
 from pipeline.restoration import CORPUS_RESTORERS, RestoreSettings, build_restorer, corpus_pairs
 from pipeline.restorers import Restorer, missing_and_available
@@ -44,15 +45,6 @@ from stores.restoration_store import RestoredRows
 
 DOWNSTREAM = ("demo-cls", "demo-tags")
 DIRECTIONS = ("i2t", "t2i")
-
-
-def targets_of(labels: list[list[int]], label_kind: str, n_classes: int) -> np.ndarray:
-    if label_kind != "multi":
-        return np.array([positives[0] for positives in labels])
-    dense = np.zeros((len(labels), n_classes), np.int64)
-    for row, positives in enumerate(labels):
-        dense[row, positives] = 1
-    return dense
 
 
 def probe_score(
@@ -93,8 +85,13 @@ def main() -> None:
         samples = store.read_samples()
         features = store.read_arrays()
         splits = np.asarray(samples.column("split").to_pylist())
-        targets = targets_of(samples.column("label").to_pylist(), info["label_kind"], len(info["classes"]))
-        labelled, test = np.flatnonzero(splits != "test"), np.flatnonzero(splits == "test")
+        targets = label_targets(samples.column("label").to_pylist(), info["label_kind"], len(info["classes"]))
+        # Rows the decoder trains and scores on: a single-label sample without a label has none.
+        scored = np.ones(len(splits), bool) if info["label_kind"] == "multi" else targets >= 0
+        labelled, test = (
+            np.flatnonzero(scored & (splits != "test")),
+            np.flatnonzero(scored & (splits == "test")),
+        )
         every_row = np.arange(len(splits))
         for direction in DIRECTIONS:
             missing, present = missing_and_available(direction)

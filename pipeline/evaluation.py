@@ -49,7 +49,8 @@ class EvaluationResult:
     seconds: float
 
 
-def _targets(labels: list[list[int]], label_kind: str, n_classes: int) -> np.ndarray:
+def label_targets(labels: list[list[int]], label_kind: str, n_classes: int) -> np.ndarray:
+    """Multi-label: a dense 0/1 matrix. Otherwise class indices, -1 for a sample without a label."""
     if label_kind == "multi":
         targets = np.zeros((len(labels), n_classes), np.float32)
         for row, positives in enumerate(labels):
@@ -91,7 +92,7 @@ def train_and_score(
     """Train on `train`, select on `val`, score `test`. `filled` holds the restorer's output."""
     started = time.perf_counter()
     torch.manual_seed(config.seed)
-    targets = _targets(labels, label_kind, n_classes)
+    targets = label_targets(labels, label_kind, n_classes)
     tensors = [
         torch.from_numpy(filled["image_emb"]),
         torch.from_numpy(filled["text_emb"]),
