@@ -16,17 +16,16 @@ import tempfile
 import time
 
 import torch
-from torch.utils.data import DataLoader
 
 from pipeline.data.demo import DemoAdapter, DemoConfig
-from pipeline.data.loading import EncoderInputs, RawRow
+from pipeline.data.loading import EncoderInputs, RawRow, input_loader
 from pipeline.encoders.frozen import EncoderConfig, FrozenEncoder, build_encoder
 from pipeline.extraction import ExtractionSettings, _image_size, extract
 
 
 def bare_forward_rate(encoder: FrozenEncoder, rows: list[RawRow], batch_size: int) -> float:
     inputs = EncoderInputs(rows, encoder.preprocess, encoder.tokenizer, _image_size(encoder))
-    batches = list(DataLoader(inputs, batch_size=batch_size, num_workers=2))  # decoded up front, not timed
+    batches = list(input_loader(inputs, 2, batch_size=batch_size))  # decoded up front, not timed
     started = time.perf_counter()
     for batch in batches:
         encoder.encode_images(batch["pixels"])

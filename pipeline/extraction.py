@@ -18,10 +18,9 @@ import numpy as np
 import pyarrow as pa
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from torch.utils.data import DataLoader
 
 from pipeline.data.adapter import DatasetAdapter
-from pipeline.data.loading import EncoderInputs, RawRow
+from pipeline.data.loading import EncoderInputs, RawRow, input_loader
 from pipeline.data.sample import clean_text
 from pipeline.encoders.frozen import FrozenEncoder
 from pipeline.progress import progress_bar
@@ -135,13 +134,14 @@ def encode_shards(
     if not shards:
         return
     chunk, n_rows, dim = settings.chunk_rows, len(rows), encoder.embed_dim
-    inputs = EncoderInputs(rows, encoder.preprocess, encoder.tokenizer, _image_size(encoder))
     batches = shard_batches(shards, chunk, n_rows, settings.batch_size)
-    loader = DataLoader(
-        inputs,
-        batch_sampler=batches,
-        num_workers=settings.workers,
-        pin_memory=encoder.device.type == "cuda",
+    # The loader sees only the rows of these shards: its workers receive a pickled copy.
+    wanted = [rows[row] for batch in batches for row in batch]
+    inputs = EncoderInputs(wanted, encoder.preprocess, encoder.tokenizer, _image_size(encoder))
+    ends = np.cumsum([len(batch) for batch in batches]).tolist()
+    positions = [list(range(end - len(batch), end)) for end, batch in zip(ends, batches, strict=True)]
+    loader = input_loader(
+        inputs, settings.workers, batch_sampler=positions, pin_memory=encoder.device.type == "cuda"
     )
     pending: dict[int, ShardFeatures] = {}
     filled: Counter = Counter()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from pipeline.data.sample import ImageRef, clean_text, open_rgb
 
@@ -54,3 +55,35 @@ class EncoderInputs(Dataset):
             "tokens": self.tokenizer([text or ""])[0],
             "text_ok": text is not None,
         }
+
+
+# Loader workers start from a fork server, never by forking this process. The pipeline decodes
+# inside Prefect's task threads, beside the encoder's thread pool and the log handlers, and a
+# fork taken while another thread holds a lock can leave the worker waiting forever (it did, once
+# in about twenty CI runs). The server imports the decoding code once, so a worker starts in about
+# half a second. As with any non-fork start, a worker imports the main module: a script that
+# extracts must keep its work under `if __name__ == "__main__":`.
+_WORKER_CONTEXT = multiprocessing.get_context("forkserver")
+_WORKER_CONTEXT.set_forkserver_preload(["pipeline.data.loading", "open_clip"])
+
+# No batch of a few hundred samples takes this long; a worker that does is stuck, so fail loudly.
+WORKER_TIMEOUT_S = 600.0
+
+
+def input_loader(
+    inputs: Dataset,
+    workers: int,
+    batch_size: int | None = None,
+    batch_sampler: Sequence[Sequence[int]] | None = None,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A loader over `inputs` whose `workers` decode in parallel (0: decode in this thread)."""
+    return DataLoader(
+        inputs,
+        batch_size=batch_size if batch_sampler is None else 1,
+        batch_sampler=batch_sampler,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        multiprocessing_context=_WORKER_CONTEXT if workers else None,
+        timeout=WORKER_TIMEOUT_S if workers else 0,
+    )

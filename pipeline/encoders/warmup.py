@@ -15,10 +15,9 @@ import math
 import open_clip
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from torch.utils.data import DataLoader
 
 from pipeline.data.demo import DemoAdapter, DemoConfig
-from pipeline.data.loading import EncoderInputs, RawRow
+from pipeline.data.loading import EncoderInputs, RawRow, input_loader
 from pipeline.encoders.frozen import EncoderConfig, FrozenEncoder, build_encoder, state_digest, tiny_model
 from pipeline.hashing import content_id
 from pipeline.progress import progress_bar
@@ -66,7 +65,7 @@ def train_demo_encoder(
     rows = [RawRow(row, sample.text, sample.image) for row, sample in enumerate(corpus.samples())]
     inputs = EncoderInputs(rows, preprocess, tokenizer, demo.image_size)
     # Decode the corpus once (in parallel workers); every epoch then reuses the tensors.
-    loader = DataLoader(inputs, batch_size=512, num_workers=workers)
+    loader = input_loader(inputs, workers, batch_size=512)
     batches = list(progress_bar(progress, iterable=loader, desc="render demo corpus", unit="batch"))
     pixels = torch.cat([batch["pixels"] for batch in batches])
     tokens = torch.cat([batch["tokens"] for batch in batches])
