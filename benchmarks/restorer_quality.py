@@ -100,7 +100,9 @@ def print_ceiling(store: str, n: int = 500) -> None:
     found: dict[str, list[float]] = {"text: another caption": [], "text: mean of 8 other captions": [],
                                      "image: another rendering": []}  # fmt: skip
     for name in DOWNSTREAM:
-        scenes = [make_scene(settings.demo.seed, name, "test", i) for i in range(n)]
+        scenes = [
+            make_scene(settings.demo.seed, name, "test", i, settings.demo.typical_colour_p) for i in range(n)
+        ]
         caption = texts(settings.demo.seed, scenes)
         others = np.mean([texts(100 + k, scenes) for k in range(8)], axis=0)
         found["text: another caption"].append(mean_cosine(caption, texts(77, scenes)))

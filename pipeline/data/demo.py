@@ -5,14 +5,24 @@ scene's latent attributes; captions come from templates with synonyms and mentio
 attributes, so each modality carries information the other lacks: the caption may name a
 shape the noisy, faded image hides, and the image always shows what the caption left out.
 
-Three datasets share the vocabulary:
-- `demo-corpus`: the unlabelled mid-stage corpus (one or two objects, uniform attributes,
-  caption templates of set A).
+The demo's world has habits, as the real one does: every kind of object (shape, size and
+background) has a colour it usually comes in (`typical_colour_p` of the time, the colour drawn
+once per seed). The habits are what a mid-stage corpus can teach a restorer and a few labelled
+rows cannot teach a decoder: 96 kinds, each seen a few times in a task's train split and a few
+hundred times in the corpus. They decide what a missing modality most likely showed: the
+colour of a greyscale or faded object, or of one whose caption leaves its colour out.
+
+Four datasets share the vocabulary:
+- `demo-pretrain`: the generic corpus the demo encoder is warmed up on. Same templates as the
+  mid-stage corpus, but colours drawn without habits, as a web-scale CLIP corpus knows the
+  words and not one domain's statistics. It is never extracted.
+- `demo-corpus`: the unlabelled mid-stage corpus of the domain (one or two objects, the
+  habits, caption templates of set A).
 - `demo-cls`: single-label, one object, class = shape x colour temperature (16 classes).
 - `demo-tags`: multi-label, one to three objects, tags = shapes present + colours present.
 The downstream tasks use caption templates (set B), attribute mixtures (one class per sample,
 up to three objects) and image degradations that the corpus never shows, so restoration on
-them is zero-shot, as in the paper.
+them is zero-shot, as in the paper. They share the corpus's habits: one domain.
 
 Every sample is generated from its own RNG keyed by (seed, dataset, split, index), so any
 worker can render any image in any order and get identical pixels.
@@ -22,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -96,9 +107,10 @@ TASK_TEMPLATES = (
     "{objects} over a {background} background",
 )
 
-DATASET_CODES = {"demo-corpus": 0, "demo-cls": 1, "demo-tags": 2}
+DATASET_CODES = {"demo-corpus": 0, "demo-cls": 1, "demo-tags": 2, "demo-pretrain": 3}
 SPLIT_CODES = {"corpus": 0, "train": 1, "val": 2, "test": 3}
-DEMO_DATASETS = tuple(DATASET_CODES)
+UNLABELLED = ("demo-corpus", "demo-pretrain")  # image-caption corpora, one "corpus" split
+DEMO_DATASETS = ("demo-corpus", "demo-cls", "demo-tags")  # what `demo` extracts
 CLS_CLASSES = tuple(f"{shape}-{temp}" for shape in SHAPES for temp in ("warm", "cool"))
 TAG_CLASSES = tuple(f"shape:{shape}" for shape in SHAPES) + tuple(f"colour:{c}" for c in COLOURS)
 
@@ -115,6 +127,16 @@ class DemoConfig(BaseModel):
     train_size: int = Field(1_000, ge=1)
     val_size: int = Field(500, ge=1)
     test_size: int = Field(1_500, ge=1)
+    # How often an object of the domain has its kind's usual colour (0: no habits).
+    typical_colour_p: float = Field(0.8, ge=0.0, le=1.0)
+
+
+@cache
+def typical_colours(seed: int) -> dict[tuple[str, str, str], str]:
+    """The usual colour of each kind of object: (shape, size, background) -> colour."""
+    rng = np.random.default_rng([seed, 7919])  # a two-part key: no sample (five parts) draws from it
+    kinds = [(shape, size, background) for shape in SHAPES for size in SIZES for background in BACKGROUNDS]
+    return {kind: _pick(rng, list(COLOURS)) for kind in kinds}
 
 
 @dataclass(frozen=True)
@@ -142,13 +164,13 @@ def _pick(rng: np.random.Generator, options: tuple[str, ...] | list[str]) -> str
     return options[int(rng.integers(len(options)))]
 
 
-def make_scene(seed: int, dataset: str, split: str, index: int) -> Scene:
+def make_scene(seed: int, dataset: str, split: str, index: int, typical_colour_p: float) -> Scene:
     """The latent attributes of one sample (stream 0 of its RNG)."""
     rng = _rng(seed, dataset, split, index, 0)
     # Noise, fade and greyscale hide what the caption may still say. The corpus shows every
     # degradation now and then (as a web corpus holds old and poor photos); the downstream
     # tasks show them more often, with other caption templates and object counts.
-    if dataset == "demo-corpus":
+    if dataset in UNLABELLED:
         n_objects = 1 if rng.random() < 0.75 else 2
         noise, fade, grey_p = float(rng.uniform(0.0, 0.1)), float(rng.uniform(0.0, 0.3)), 0.15
     elif dataset == "demo-cls":
@@ -159,17 +181,16 @@ def make_scene(seed: int, dataset: str, split: str, index: int) -> Scene:
         noise, fade, grey_p = float(rng.uniform(0.02, 0.12)), float(rng.uniform(0.0, 0.3)), 0.2
     greyscale = bool(rng.random() < grey_p)
     places = rng.permutation(list(POSITIONS))[:n_objects]
-    objects = tuple(
-        SceneObject(
-            shape=_pick(rng, SHAPES),
-            colour=_pick(rng, list(COLOURS)),
-            size=_pick(rng, list(SIZES)),
-            position=str(place),
-        )
-        for place in places
-    )
     background = _pick(rng, BACKGROUNDS)
-    return Scene(objects=objects, background=background, noise=noise, fade=fade, greyscale=greyscale)
+    usual_colour = typical_colours(seed)
+    habit_p = 0.0 if dataset == "demo-pretrain" else typical_colour_p
+    objects = []
+    for place in places:
+        shape, size = _pick(rng, SHAPES), _pick(rng, list(SIZES))
+        habitual = rng.random() < habit_p
+        colour = usual_colour[(shape, size, background)] if habitual else _pick(rng, list(COLOURS))
+        objects.append(SceneObject(shape=shape, colour=colour, size=size, position=str(place)))
+    return Scene(objects=tuple(objects), background=background, noise=noise, fade=fade, greyscale=greyscale)
 
 
 def _describe_object(rng: np.random.Generator, obj: SceneObject, mention_p: float) -> str:
@@ -188,7 +209,7 @@ def _describe_object(rng: np.random.Generator, obj: SceneObject, mention_p: floa
 def make_caption(seed: int, dataset: str, split: str, index: int, scene: Scene) -> str:
     """A caption that mentions only some attributes (stream 1 of the sample's RNG)."""
     rng = _rng(seed, dataset, split, index, 1)
-    corpus = dataset == "demo-corpus"
+    corpus = dataset in UNLABELLED
     mention_p = 0.7 if corpus else 0.5
     described = [obj for obj in scene.objects if corpus or rng.random() < 0.75]
     phrases = [_describe_object(rng, obj, mention_p) for obj in described] or [_pick(rng, VAGUE_NOUNS)]
@@ -279,9 +300,10 @@ class DemoImage:
     index: int
     seed: int
     image_size: int
+    typical_colour_p: float
 
     def open(self) -> Image.Image:
-        scene = make_scene(self.seed, self.dataset, self.split, self.index)
+        scene = make_scene(self.seed, self.dataset, self.split, self.index, self.typical_colour_p)
         return render_scene(scene, self.image_size, _rng(self.seed, self.dataset, self.split, self.index, 2))
 
     def describe(self) -> str:
@@ -308,7 +330,7 @@ class DemoAdapter(DatasetAdapter):
             raise ValueError(f"not a demo dataset: {name}")
         self.name = name
         self.config = config or DemoConfig()
-        if name == "demo-corpus":
+        if name in UNLABELLED:
             self.info = DatasetInfo(name=name, label_kind="none", metric="none", splits=("corpus",))
         elif name == "demo-cls":
             self.info = DatasetInfo(name=name, label_kind="single", metric="accuracy", classes=CLS_CLASSES)
@@ -316,7 +338,7 @@ class DemoAdapter(DatasetAdapter):
             self.info = DatasetInfo(name=name, label_kind="multi", metric="f1_macro", classes=TAG_CLASSES)
 
     def split_sizes(self) -> dict[str, int]:
-        if self.name == "demo-corpus":
+        if self.name in UNLABELLED:
             return {"corpus": self.config.corpus_size}
         cfg = self.config
         return {"train": cfg.train_size, "val": cfg.val_size, "test": cfg.test_size}
@@ -325,18 +347,20 @@ class DemoAdapter(DatasetAdapter):
         return self.config.model_dump()
 
     def scene(self, split: str, index: int) -> Scene:
-        return make_scene(self.config.seed, self.name, split, index)
+        return make_scene(self.config.seed, self.name, split, index, self.config.typical_colour_p)
 
     def samples(self) -> Iterator[Sample]:
         seed = self.config.seed
         for split, size in self.split_sizes().items():
             for index in range(size):
-                scene = make_scene(seed, self.name, split, index)
+                scene = make_scene(seed, self.name, split, index, self.config.typical_colour_p)
                 yield Sample(
                     sample_id=f"{self.name}-{split}-{index:06d}",
                     split=split,
                     text=make_caption(seed, self.name, split, index, scene),
-                    image=DemoImage(self.name, split, index, seed, self.config.image_size),
+                    image=DemoImage(
+                        self.name, split, index, seed, self.config.image_size, self.config.typical_colour_p
+                    ),
                     label=scene_label(self.name, scene),
                     source=f"demo://{self.name}/{split}/{index}?seed={seed}",
                 )

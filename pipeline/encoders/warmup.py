@@ -1,9 +1,10 @@
-"""The demo VLM: a tiny open_clip model warmed up contrastively on the demo corpus, then frozen.
+"""The demo VLM: a tiny open_clip model warmed up contrastively on a generic corpus, then frozen.
 
 No pretrained weights can be downloaded where the demo runs, so the pipeline makes its own
-CLIP: open_clip's model and its own `ClipLoss`, trained on `demo-corpus` image-caption pairs.
-The result has CLIP's properties that restoration relies on (aligned modalities, a modality
-gap). It is cached in the store under an id of its config and the code version, so it is
+CLIP: open_clip's model and its own `ClipLoss`, trained on `demo-pretrain` image-caption pairs
+(the demo's vocabulary without its domain's habits, as CLIP's web corpus is not the restorer's
+mid-stage corpus). The result has CLIP's properties that restoration relies on (aligned
+modalities, a modality gap). It is cached in the store under an id of its config and the code version, so it is
 trained once per store.
 """
 
@@ -61,7 +62,7 @@ def train_demo_encoder(
     torch.manual_seed(config.seed)
     model, preprocess = tiny_model(config.model)
     tokenizer = open_clip.get_tokenizer(config.model)
-    corpus = DemoAdapter("demo-corpus", demo)
+    corpus = DemoAdapter("demo-pretrain", demo)
     rows = [RawRow(row, sample.text, sample.image) for row, sample in enumerate(corpus.samples())]
     inputs = EncoderInputs(rows, preprocess, tokenizer, demo.image_size)
     # Decode the corpus once (in parallel workers); every epoch then reuses the tensors.
