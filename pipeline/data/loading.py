@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -70,6 +74,25 @@ _WORKER_CONTEXT.set_forkserver_preload(["pipeline.data.loading", "open_clip"])
 WORKER_TIMEOUT_S = 600.0
 
 
+def _exit_with(owner: int, worker_id: int) -> None:
+    """Loader-worker init: end this worker once the process that made the loader is gone.
+
+    A fork-server worker's parent is the fork server, so torch's own check (has my parent
+    changed?) never fires, and a worker keeps the fork server alive in turn. Without this
+    watch, a killed run would leave both running for good.
+    """
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(owner, 0)
+            except ProcessLookupError:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="watch-loader-owner", daemon=True).start()
+
+
 def input_loader(
     inputs: Dataset,
     workers: int,
@@ -86,4 +109,5 @@ def input_loader(
         pin_memory=pin_memory,
         multiprocessing_context=_WORKER_CONTEXT if workers else None,
         timeout=WORKER_TIMEOUT_S if workers else 0,
+        worker_init_fn=partial(_exit_with, os.getpid()) if workers else None,
     )
