@@ -25,9 +25,11 @@ from pipeline.training.restorer import TrainConfig
 # The demo's restorer training: the paper's recipe (AdamW, warm-up + cosine, two stages) at a
 # size and length that fit a 2-core CPU in a few minutes. `--preset paper` is the paper's.
 DEMO_TRAINING = TrainConfig(stage1_epochs=5, stage2_epochs=1, lr=2e-3, warmup_steps=50, checkpoint_every=100)
-# The demo samples with S = 25 DDIM steps (the paper: 50) to fit its CPU budget; the ablation
-# table of `run --ablations` shows what S = 10, 25, 50 and 100 give.
-DEMO_RESTORE = RestoreSettings(steps=25)
+# The demo samples with S = 10 DDIM steps (the paper: 50) to fit its CPU budget. On the demo a
+# single draw at S = 10 is closer to the true features than at S = 25 (BENCHMARKS.md, restorer
+# quality) and costs 40 %; the ablation table of `run --ablations` shows what S = 10, 25, 50
+# and 100 give downstream.
+DEMO_RESTORE = RestoreSettings(steps=10)
 # The demo's decoder: the paper's recipe (AdamW, x0.1 at the midpoint, 20 epochs) with a
 # narrower model and batches of 256 (lr 1e-3), so that a benchmark's decoders fit a 2-core CPU:
 # at this size a step costs per-op overhead, not FLOPs (about 35 ms whatever the width).
