@@ -9,6 +9,7 @@ kept (model selection on val), then the test split is scored once.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -68,18 +69,26 @@ def _probabilities(model: RestorationDecoder, inputs: list[torch.Tensor], label_
     return (torch.sigmoid(logits) if label_kind == "multi" else logits.softmax(dim=-1)).numpy()
 
 
+# Decoder training draws from torch's global RNG (initialisation, dropout) and sets the
+# process-wide intra-op thread count. Two decoders trained at once in threads (Prefect's thread
+# runner, `run --workers 2`) interleaved their draws and changed each other's scores, by up to
+# 4 points on the demo, so they take turns.
+_DECODER_TRAINING = threading.Lock()
+
+
 @contextlib.contextmanager
-def _one_intra_op_thread() -> Iterator[None]:
+def _alone_on_one_intra_op_thread() -> Iterator[None]:
     """The decoder's ops are tiny: one thread skips OpenMP hand-offs (about 20% faster on 2 cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    with _DECODER_TRAINING:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
 
 
-@_one_intra_op_thread()
+@_alone_on_one_intra_op_thread()
 def train_and_score(
     filled: dict[str, np.ndarray],
     labels: list[list[int]],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 
@@ -51,3 +53,21 @@ def test_the_restored_flag_changes_the_decoders_input() -> None:
     observed = model(image, text, torch.zeros(4, dtype=torch.bool), torch.zeros(4, dtype=torch.bool))
     restored = model(image, text, torch.zeros(4, dtype=torch.bool), torch.ones(4, dtype=torch.bool))
     assert not torch.allclose(observed, restored)
+
+
+def test_decoders_trained_side_by_side_in_threads_match_those_trained_one_by_one() -> None:
+    # `run --workers 2` trains decoders in concurrent task threads; each result must still
+    # depend on its own inputs and seed only (dropout and initialisation draw random numbers).
+    recipe = FAST.model_copy(update={"decoder": DecoderConfig(width=32, heads=2, dropout=0.1)})
+    jobs = [(_synthetic(600, seed=seed), recipe.model_copy(update={"seed": seed})) for seed in range(4)]
+
+    def scores(job: tuple) -> dict[str, float]:
+        (filled, labels, splits), config = job
+        multi = [[int(y), (int(y) + 1) % 4] for y in labels]
+        result = train_and_score(filled, multi, splits, "multi", "f1_macro", 4, config)
+        return {**result.test_scores, "val": result.val_headline}
+
+    one_by_one = [scores(job) for job in jobs]
+    with ThreadPoolExecutor(2) as pool:
+        side_by_side = list(pool.map(scores, jobs))
+    assert side_by_side == one_by_one
