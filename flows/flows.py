@@ -37,7 +37,7 @@ def _spec(store: str | None, model: str, pretrained: str, config: str | None, de
 ABLATIONS: tuple[tuple[str | None, int | None, int | None], ...] = (
     ("adaln", None, None), ("concat", None, None), ("none", None, None),
     (None, 1, None),
-    (None, None, 10), (None, None, 50), (None, None, 100),
+    (None, None, 25), (None, None, 50), (None, None, 100),
 )  # fmt: skip
 
 

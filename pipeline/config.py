@@ -27,8 +27,8 @@ from pipeline.training.restorer import TrainConfig
 DEMO_TRAINING = TrainConfig(stage1_epochs=5, stage2_epochs=1, lr=2e-3, warmup_steps=50, checkpoint_every=100)
 # The demo samples with S = 10 DDIM steps (the paper: 50) to fit its CPU budget. On the demo a
 # single draw at S = 10 is closer to the true features than at S = 25 (BENCHMARKS.md, restorer
-# quality) and costs 40 %; the ablation table of `run --ablations` shows what S = 10, 25, 50
-# and 100 give downstream.
+# quality) and costs 40 %; the ablation table of `run --ablations` shows what S = 25, 50 and
+# 100 give downstream.
 DEMO_RESTORE = RestoreSettings(steps=10)
 # The demo's decoder: the paper's recipe (AdamW, x0.1 at the midpoint, 20 epochs) with a
 # narrower model and batches of 256 (lr 1e-3), so that a benchmark's decoders fit a 2-core CPU:
