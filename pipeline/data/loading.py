@@ -63,9 +63,9 @@ class EncoderInputs(Dataset):
 
 # Loader workers start from a fork server, never by forking this process. The pipeline decodes
 # inside Prefect's task threads, beside the encoder's thread pool and the log handlers, and a
-# fork taken while another thread holds a lock can leave the worker waiting forever (it did, once
-# in about twenty CI runs). The server imports the decoding code once, so a worker starts in about
-# half a second. As with any non-fork start, a worker imports the main module: a script that
+# fork taken while another thread holds a lock can leave the worker waiting forever (the likely
+# cause of one CI hang in about twenty runs). The server imports the decoding code once, so a loader's workers start
+# in under a second. As with any non-fork start, a worker imports the main module: a script that
 # extracts must keep its work under `if __name__ == "__main__":`.
 _WORKER_CONTEXT = multiprocessing.get_context("forkserver")
 _WORKER_CONTEXT.set_forkserver_preload(["pipeline.data.loading", "open_clip"])
