@@ -299,7 +299,12 @@ def report(
 
     restore = load_config(config).restore
     written = write_report(
-        store or default_store(), missing_rate, steps or restore.steps, restore.samples, restore.recentre
+        store or default_store(),
+        missing_rate,
+        steps or restore.steps,
+        restore.samples,
+        restore.recentre,
+        restore.temperature,
     )
     for markdown in written["tables"].values():
         typer.echo(markdown)

@@ -19,10 +19,11 @@ import numpy as np
 
 from stores.results_store import query
 
-# DDIM keys only (other solvers are variants of their own), with their draws and recentring.
+# DDIM keys only (other solvers are variants of their own), with their starting-noise
+# temperature, draws and recentring.
 VARIANT_PATTERN = re.compile(
     r"^dit-(?P<gating>[a-z]+)-s(?P<stages>\d)-[0-9a-f]+-S(?P<steps>\d+)-ddim(-clip[\d.e+-]+)?"
-    r"(-avg(?P<samples>\d+))?(?P<recentred>-rc)?-seed\d+$"
+    r"(-T(?P<temperature>[\d.e+-]+))?(-avg(?P<samples>\d+))?(?P<recentred>-rc)?-seed\d+$"
 )
 
 
@@ -33,21 +34,25 @@ class DitVariant:
     steps: int
     samples: int = 1
     recentred: bool = False
+    temperature: float = 1.0
 
 
 @dataclass(frozen=True)
 class DitSampling:
-    """How the benchmark table's DiT samples: the configured draws per row and recentring.
-    Evaluations that sampled otherwise (an ad-hoc `--samples 4`, say) are variants of their own."""
+    """How the benchmark table's DiT samples: the configured draws per row, recentring and
+    starting-noise temperature. Evaluations that sampled otherwise (an ad-hoc `--samples 4`,
+    say) are variants of their own."""
 
     samples: int = 1
     recentred: bool = False
+    temperature: float = 1.0
 
     def matches(self, variant: DitVariant) -> bool:
-        return (variant.samples, variant.recentred) == (self.samples, self.recentred)
+        mine = (self.samples, self.recentred, self.temperature)
+        return (variant.samples, variant.recentred, variant.temperature) == mine
 
 
-SINGLE_DRAW = DitSampling()  # the paper's: one DDIM draw per row, no recentring
+SINGLE_DRAW = DitSampling()  # the paper's: one DDIM draw per row from N(0, I), no recentring
 
 
 def parse_variant(key: str) -> DitVariant | None:
@@ -55,8 +60,14 @@ def parse_variant(key: str) -> DitVariant | None:
     if match is None:
         return None
     samples = int(match["samples"]) if match["samples"] else 1
+    temperature = float(match["temperature"]) if match["temperature"] else 1.0
     return DitVariant(
-        match["gating"], int(match["stages"]), int(match["steps"]), samples, bool(match["recentred"])
+        match["gating"],
+        int(match["stages"]),
+        int(match["steps"]),
+        samples,
+        bool(match["recentred"]),
+        temperature,
     )
 
 

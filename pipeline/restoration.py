@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.diffusion.core import Sampler
 from pipeline.errors import ConfigError
@@ -58,9 +58,20 @@ class RestoreSettings(BaseModel):
     clip_x0: float | None = Field(5.0, gt=0)
     # dit: average this many independent DDIM draws per sample (1 = the paper's single draw).
     samples: int = Field(1, ge=1)
+    # dit: scale of the starting noise z_T (1 = the paper's sampling). 0 starts from its mean:
+    # at t = T, z_T says nothing about x0, so a v-predicting DiT's x0 estimate there is its
+    # estimate of E[x0 | c], and at S = 1 that is what it restores, without the noise a finite
+    # model's estimate picks up from a random z_T (BENCHMARKS.md, restorer quality).
+    temperature: float = Field(1.0, ge=0, le=1)
     # dit, knn, regression: move the output from the corpus mean of the missing modality to the
     # downstream train mean (`RecentredRestorer`); off = the paper's zero-shot restoration.
     recentre: bool = False
+
+    @model_validator(mode="after")
+    def _draws_differ(self) -> RestoreSettings:
+        if self.temperature == 0 and self.samples > 1:
+            raise ValueError(f"temperature 0 makes all {self.samples} draws identical: set samples to 1")
+        return self
 
 
 # Restorers whose output for a row depends only on that row's available feature (and seed), and
@@ -108,8 +119,12 @@ def restorer_key(name: str, settings: RestoreSettings, trained: RestorerStore | 
     if name == "dit":
         assert trained is not None
         clip = f"-clip{settings.clip_x0:g}" if settings.clip_x0 else ""
+        start = f"-T{settings.temperature:g}" if settings.temperature != 1 else ""
         draws = f"-avg{settings.samples}" if settings.samples > 1 else ""
-        return f"{trained.restorer_id}-S{settings.steps}-{settings.sampler}{clip}{draws}{recentred}-seed{settings.seed}"
+        return (
+            f"{trained.restorer_id}-S{settings.steps}-{settings.sampler}{clip}{start}{draws}{recentred}"
+            f"-seed{settings.seed}"
+        )
     return (f"knn-k{settings.knn_k}" if name == "knn" else name) + recentred
 
 
@@ -165,7 +180,7 @@ def build_restorer(
         restorer = DiffusionRestorer(
             models, config.diffusion, steps=settings.steps, sampler=settings.sampler,
             batch_size=settings.batch_size, device=device, seed=settings.seed, clip_x0=settings.clip_x0,
-            n_samples=settings.samples,
+            n_samples=settings.samples, temperature=settings.temperature,
         )  # fmt: skip
     if not settings.recentre:
         return restorer

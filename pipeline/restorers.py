@@ -171,9 +171,10 @@ class DiffusionRestorer:
         seed: int = 0,
         clip_x0: float | None = 5.0,
         n_samples: int = 1,
+        temperature: float = 1.0,
     ) -> None:
         self.models, self.diffusion, self.seed, self.clip_x0 = models, diffusion, seed, clip_x0
-        self.n_samples = n_samples
+        self.n_samples, self.temperature = n_samples, temperature
         self.steps, self.sampler, self.batch_size = steps, sampler, batch_size
         self.device = torch.device(device)
 
@@ -191,7 +192,16 @@ class DiffusionRestorer:
                 seeds = [(self.seed, int(row), draw) for row in batch_rows]
                 with torch.inference_mode(), autocast:
                     draws.append(
-                        sample(model, cond, seeds, self.diffusion, self.steps, self.sampler, self.clip_x0)
+                        sample(
+                            model,
+                            cond,
+                            seeds,
+                            self.diffusion,
+                            self.steps,
+                            self.sampler,
+                            self.clip_x0,
+                            self.temperature,
+                        )
                     )
             # n_samples > 1 averages independent DDIM draws: a Monte-Carlo posterior mean.
             out.append(from_diffusion_space(torch.stack(draws).float().mean(dim=0)).cpu())

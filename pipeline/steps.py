@@ -167,13 +167,14 @@ def evaluate(spec: RunSpec, restoration: dict[str, Any]) -> dict[str, Any]:
 
 def write_report(
     store: str, missing_rate: float | None = None, dit_steps: int | None = None, dit_samples: int = 1,
-    dit_recentred: bool = False,
+    dit_recentred: bool = False, dit_temperature: float = 1.0,
 ) -> dict[str, Any]:  # fmt: skip
     """Benchmark tables (Markdown + CSV) and figures under `{store}/reports`, per evaluated eta.
 
     The DiT of the benchmark table samples with S = `dit_steps` (None: the most evaluated S),
-    `dit_samples` draws per row and recentring as `dit_recentred` says, as the run's config
-    did; other DiT evaluations go to the ablation tables or nowhere.
+    `dit_samples` draws per row, recentring as `dit_recentred` says and starting noise at
+    `dit_temperature`, as the run's config did; other DiT evaluations go to the ablation tables
+    or nowhere.
     """
     from pipeline.ablations import DitSampling
     from pipeline.reporting import benchmark_tables, evaluated_missing_rates, report_figures
@@ -182,7 +183,9 @@ def write_report(
     rates = [missing_rate] if missing_rate is not None else evaluated_missing_rates(store)
     tables, files = {}, []
     for eta in rates:
-        markdown, table = benchmark_tables(store, eta, dit_steps, DitSampling(dit_samples, dit_recentred))
+        markdown, table = benchmark_tables(
+            store, eta, dit_steps, DitSampling(dit_samples, dit_recentred, dit_temperature)
+        )
         stem = join(store, "reports", f"benchmark-eta{eta:.2f}")
         write_bytes_atomic(f"{stem}.md", markdown.encode())
         write_bytes_atomic(f"{stem}.csv", table.encode())

@@ -83,15 +83,16 @@ def test_ablation_variants_leave_the_benchmark_table_for_their_own_tables(tmp_pa
 
 def test_the_reference_dit_samples_as_configured(tmp_path: Path) -> None:
     """An ad-hoc 4-draw evaluation does not replace the single-draw reference, and a config that
-    samples 4 draws, recentred, makes that evaluation the reference instead."""
-    keys = {(1, False): _dit_key("gating", 2, 50),
-            (4, False): "dit-gating-s2-0123456789ab-S50-ddim-clip5-avg4-seed0",
-            (4, True): "dit-gating-s2-0123456789ab-S50-ddim-clip5-avg4-rc-seed0"}  # fmt: skip
-    values = {(1, False): 0.50, (4, False): 0.70, (4, True): 0.90}
+    samples 4 draws, recentred, or from the noise's mean, makes that evaluation the reference."""
+    keys = {(1, False, 1.0): _dit_key("gating", 2, 50),
+            (4, False, 1.0): "dit-gating-s2-0123456789ab-S50-ddim-clip5-avg4-seed0",
+            (4, True, 1.0): "dit-gating-s2-0123456789ab-S50-ddim-clip5-avg4-rc-seed0",
+            (1, False, 0.0): "dit-gating-s2-0123456789ab-S50-ddim-clip5-T0-seed0"}  # fmt: skip
+    values = {(1, False, 1.0): 0.50, (4, False, 1.0): 0.70, (4, True, 1.0): 0.90, (1, False, 0.0): 0.30}
     for seed in (0, 1):
         for sampling, key in keys.items():
             run = {**BASE, "restorer": "dit", "variant": key, "seed": seed, "missing_type": "both"}
             append_metrics(str(tmp_path), run, {"f1_macro": values[sampling] + seed * 0.02})
-    for (samples, recentred), expected in values.items():
-        cells = benchmark_cells(str(tmp_path), 0.7, dit_steps=50, sampling=DitSampling(samples, recentred))
+    for sampling, expected in values.items():
+        cells = benchmark_cells(str(tmp_path), 0.7, dit_steps=50, sampling=DitSampling(*sampling))
         assert cells[("dit", "tags", "both")].mean == pytest.approx(expected + 0.01)

@@ -22,15 +22,18 @@ from pipeline.restorers import (
 CONFIG = DiTConfig(feature_dim=16, n_tokens=4, width=16, depth=2, heads=2)
 
 
-def _restorer(batch_size: int, seed: int = 0, n_samples: int = 1) -> DiffusionRestorer:
+def _restorer(
+    batch_size: int, seed: int = 0, n_samples: int = 1, steps: int = 10, temperature: float = 1.0
+) -> DiffusionRestorer:
     torch.manual_seed(0)
     models = {"i2t": ConditionalDiT(CONFIG), "t2i": ConditionalDiT(CONFIG)}
     for model in models.values():
         torch.nn.init.normal_(model.final.weight, std=0.05)
         model.eval()
     return DiffusionRestorer(
-        models, DiffusionConfig(), steps=10, batch_size=batch_size, seed=seed, n_samples=n_samples
-    )
+        models, DiffusionConfig(prediction="v_prediction"), steps=steps, batch_size=batch_size, seed=seed,
+        n_samples=n_samples, temperature=temperature,
+    )  # fmt: skip
 
 
 def _features(n: int) -> np.ndarray:
@@ -62,6 +65,30 @@ def test_averaged_draws_are_independent_draws() -> None:
     assert np.abs(four - one).max() > 1e-3
     # Averaging pulls the draws towards each other: the average has a smaller norm than a draw.
     assert np.linalg.norm(four, axis=1).mean() < np.linalg.norm(one, axis=1).mean()
+
+
+def test_temperature_zero_restores_the_x0_estimate_from_the_noises_mean_whatever_the_seed() -> None:
+    """At S = 1 and temperature 0 a v-predictor restores sqrt(abar_T) 0 - sqrt(1 - abar_T) v(0, T, c):
+    one deterministic pass, the same for every seed; at temperature 1 the seed moves it."""
+    available, rows = _features(12), np.arange(12)
+    mean_estimate = _restorer(12, seed=0, steps=1, temperature=0.0).restore(available, "i2t", rows)
+    np.testing.assert_array_equal(
+        mean_estimate, _restorer(12, seed=5, steps=1, temperature=0.0).restore(available, "i2t", rows)
+    )
+    model = _restorer(12).models["i2t"]
+    t = torch.full((12,), 999)
+    cond = torch.from_numpy(available) * 4.0  # diffusion space: sqrt(D) z, D = 16
+    with torch.no_grad():
+        v = model(torch.zeros(12, 16), t, cond)
+    # abar_999 = 2.4e-9: the x0 estimate is -sqrt(1 - abar) v to float precision.
+    np.testing.assert_allclose(mean_estimate, (-v / 4.0).numpy(), rtol=1e-4, atol=1e-6)
+    drawn = _restorer(12, seed=0, steps=1).restore(available, "i2t", rows)
+    assert np.abs(drawn - _restorer(12, seed=5, steps=1).restore(available, "i2t", rows)).max() > 1e-3
+
+
+def test_temperature_zero_with_several_draws_is_refused() -> None:
+    with pytest.raises(ValueError, match="set samples to 1"):
+        RestoreSettings(temperature=0.0, samples=4)
 
 
 class StandardNormalDenoiser(torch.nn.Module):
@@ -140,3 +167,16 @@ def test_recentring_moves_a_corpus_restorer_from_the_corpus_mean_to_the_train_me
     assert restorer_key("mean", RestoreSettings(recentre=True), None) == "mean"
     np.testing.assert_allclose(mean_rc.restore(features["image_emb"][:1], "i2t", [0])[0],
                                train_means(features, splits)["text"], rtol=1e-6)  # fmt: skip
+
+
+def test_the_restorer_key_names_the_starting_temperature_and_the_ablations_read_it(tmp_path) -> None:
+    from pipeline.ablations import parse_variant
+    from stores.restorer_store import RestorerStore
+
+    trained = RestorerStore(str(tmp_path), "dit-gating-s2-0123456789ab")
+    mean_start = restorer_key("dit", RestoreSettings(steps=1, temperature=0.0), trained)
+    assert mean_start == "dit-gating-s2-0123456789ab-S1-ddim-clip5-T0-seed0"
+    assert parse_variant(mean_start).temperature == 0.0
+    paper = restorer_key("dit", RestoreSettings(), trained)
+    assert paper == "dit-gating-s2-0123456789ab-S50-ddim-clip5-seed0"
+    assert parse_variant(paper).temperature == 1.0

@@ -4,8 +4,11 @@ The schedules themselves come from diffusers (DDPM for training noise, DDIM or a
 solver for sampling); this module only adapts them to feature vectors:
 
 - features enter as x0 = sqrt(D) * z (unit per-dimension variance) and leave as x0 / sqrt(D);
+- the network predicts the noise eps (the paper's) or the velocity
+  v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0 (`prediction`, a diffusers prediction type);
 - eq. 8 of the paper with the cumulative abar_t:
-  x0_hat = x_t / sqrt(abar_t) - sqrt(1 / abar_t - 1) * eps;
+  x0_hat = x_t / sqrt(abar_t) - sqrt(1 / abar_t - 1) * eps, or for v,
+  x0_hat = sqrt(abar_t) x_t - sqrt(1 - abar_t) v;
 - sampling starts from z_T ~ N(0, I) drawn from each sample's own seed, so a restoration is
   reproducible whatever the batch it runs in.
 """
@@ -27,6 +30,7 @@ from diffusers import (
 from pydantic import BaseModel, ConfigDict, Field
 
 BetaSchedule = Literal["cosine", "linear"]
+Prediction = Literal["epsilon", "v_prediction"]
 Sampler = Literal["ddim", "dpmsolver++", "unipc"]
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -38,13 +42,18 @@ class DiffusionConfig(BaseModel):
 
     train_steps: int = Field(1000, ge=2)
     beta_schedule: BetaSchedule = "cosine"
+    # What the network predicts. `epsilon` is the paper's. Near t = T, eq. 8 multiplies an eps
+    # error by sqrt(1 / abar_t - 1) (2e4 at t = 999 on the cosine schedule), so an eps-predictor
+    # must learn its noise to 1e-4 before its x0 estimate at high noise, where the condition
+    # decides the sample, means anything. A v-predictor's x0 estimate has no such factor.
+    prediction: Prediction = "epsilon"
 
 
 def training_scheduler(config: DiffusionConfig) -> DDPMScheduler:
     return DDPMScheduler(
         num_train_timesteps=config.train_steps,
         beta_schedule=_DIFFUSERS_BETAS[config.beta_schedule],
-        prediction_type="epsilon",
+        prediction_type=config.prediction,
         clip_sample=False,
     )
 
@@ -87,12 +96,24 @@ def alpha_bar(scheduler: DDPMScheduler, t: torch.Tensor) -> torch.Tensor:
     return scheduler.alphas_cumprod.to(t.device)[t].float()
 
 
-def predict_x0(
-    scheduler: DDPMScheduler, x_t: torch.Tensor, eps: torch.Tensor, t: torch.Tensor
+def training_target(
+    scheduler: DDPMScheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor
 ) -> torch.Tensor:
-    """Paper eq. 8 with the cumulative abar_t (the paper's alpha_t means abar_t)."""
+    """What the network learns to predict from x_t: the noise, or the velocity."""
+    if scheduler.config.prediction_type == "v_prediction":
+        return scheduler.get_velocity(x0, noise, t)
+    return noise
+
+
+def predict_x0(
+    scheduler: DDPMScheduler, x_t: torch.Tensor, prediction: torch.Tensor, t: torch.Tensor
+) -> torch.Tensor:
+    """Paper eq. 8 with the cumulative abar_t (the paper's alpha_t means abar_t), from the
+    network's prediction (eps, or v)."""
     abar = alpha_bar(scheduler, t)[:, None]
-    return x_t / abar.sqrt() - (1.0 / abar - 1.0).sqrt() * eps
+    if scheduler.config.prediction_type == "v_prediction":
+        return abar.sqrt() * x_t - (1.0 - abar).sqrt() * prediction
+    return x_t / abar.sqrt() - (1.0 / abar - 1.0).sqrt() * prediction
 
 
 NoiseKey = int | Sequence[int]
@@ -118,13 +139,17 @@ def sample(
     steps: int = 50,
     sampler: Sampler = "ddim",
     clip_x0: float | None = None,
+    temperature: float = 1.0,
 ) -> torch.Tensor:
-    """Deterministic reverse diffusion for one batch: returns x0 in diffusion space."""
+    """Deterministic reverse diffusion for one batch: returns x0 in diffusion space.
+
+    `temperature` scales the starting noise z_T; 0 starts every sample from the noise's mean.
+    """
     scheduler = sampling_scheduler(config, sampler, clip_x0)
     scheduler.set_timesteps(steps, device=cond.device)
-    x = initial_noise(seeds, cond.shape[-1], cond.device) * scheduler.init_noise_sigma
+    x = initial_noise(seeds, cond.shape[-1], cond.device) * (scheduler.init_noise_sigma * temperature)
     for t in scheduler.timesteps:
         t_batch = torch.full((x.shape[0],), int(t), device=x.device, dtype=torch.long)
-        eps = denoiser(x, t_batch, cond).float()
-        x = scheduler.step(eps, t, x).prev_sample
+        prediction = denoiser(x, t_batch, cond).float()
+        x = scheduler.step(prediction, t, x).prev_sample
     return x

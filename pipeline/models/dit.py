@@ -1,7 +1,8 @@
 """The conditional diffusion transformer with Dynamic Modality Gating (paper 3.2, SPEC 2).
 
 eps_theta(x_t, t | c): x_t is the noisy target feature (D dims, unit per-dimension variance),
-c the available modality's feature. Both are cut into `n_tokens` feature patches of
+c the available modality's feature; the output is the noise eps, or the velocity v when the
+diffusion config says `v_prediction` (the model is the same either way). Both are cut into `n_tokens` feature patches of
 D / n_tokens dims and projected to `width`. The gating variant is one switch:
 
 - `gating` (ours): C = cond_emb + MLP_time(t_emb); learned probe queries pool C by attention
@@ -173,7 +174,7 @@ class DiTBlock(nn.Module):
 
 
 class ConditionalDiT(nn.Module):
-    """eps_theta(x_t, t | c) over feature-patch tokens."""
+    """eps_theta(x_t, t | c) (or v_theta) over feature-patch tokens."""
 
     def __init__(self, config: DiTConfig) -> None:
         super().__init__()
@@ -217,7 +218,7 @@ class ConditionalDiT(nn.Module):
             elif self.config.gating == "adaln":
                 nn.init.zeros_(block.modulation[-1].weight)  # adaLN-Zero: blocks start as identity
                 nn.init.zeros_(block.modulation[-1].bias)
-        nn.init.zeros_(self.final.weight)  # start by predicting eps = 0
+        nn.init.zeros_(self.final.weight)  # start by predicting 0 (eps or v)
         nn.init.zeros_(self.final.bias)
 
     def _tokens(self, features: torch.Tensor) -> torch.Tensor:

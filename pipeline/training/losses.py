@@ -11,15 +11,17 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from torch import nn
 
-from pipeline.diffusion.core import add_noise, predict_x0
+from pipeline.diffusion.core import add_noise, predict_x0, training_target
 
 
 def base_loss(
     model: nn.Module, scheduler: DDPMScheduler, target: torch.Tensor, cond: torch.Tensor, t: torch.Tensor,
     noise: torch.Tensor,
 ) -> torch.Tensor:  # fmt: skip
-    """L_base = ||eps - eps_theta(x_t, c, t)||^2 (eq. 7), mean over batch and dims."""
-    return F.mse_loss(model(add_noise(scheduler, target, noise, t), t, cond), noise)
+    """L_base = ||eps - eps_theta(x_t, c, t)||^2 (eq. 7), mean over batch and dims; with a
+    v-predictor, the same with v in place of eps."""
+    noisy = add_noise(scheduler, target, noise, t)
+    return F.mse_loss(model(noisy, t, cond), training_target(scheduler, target, noise, t))
 
 
 def mutual_terms(
@@ -36,7 +38,7 @@ def mutual_terms(
     """The I2T and T2I terms of L_mutual (eq. 9) over the samples with t < tau (zeros if none).
 
     x0_hat_img is T2I's own eq. 8 estimate of the clean image feature; I2T must still predict
-    the text noise when conditioned on it (and symmetrically). Gradients flow through x0_hat,
+    the text noise (or velocity) when conditioned on it (and symmetrically). Gradients flow through x0_hat,
     so each direction is trained to restore features that condition the other one well.
     """
     keep = t < tau
@@ -48,6 +50,6 @@ def mutual_terms(
     noisy_text = add_noise(scheduler, text, noise_text, t)
     x0_hat_image = predict_x0(scheduler, noisy_image, t2i(noisy_image, t, text), t)
     x0_hat_text = predict_x0(scheduler, noisy_text, i2t(noisy_text, t, image), t)
-    i2t_term = F.mse_loss(i2t(noisy_text, t, x0_hat_image), noise_text)
-    t2i_term = F.mse_loss(t2i(noisy_image, t, x0_hat_text), noise_image)
+    i2t_term = F.mse_loss(i2t(noisy_text, t, x0_hat_image), training_target(scheduler, text, noise_text, t))
+    t2i_term = F.mse_loss(t2i(noisy_image, t, x0_hat_text), training_target(scheduler, image, noise_image, t))
     return i2t_term, t2i_term
