@@ -11,8 +11,12 @@ moved from the corpus mean of the missing modality to the downstream train mean,
 `mean` and `swap_gap` are fitted on; here over every train row).
 
     python benchmarks/restorer_quality.py --store STORE [--device cuda] [--budgets 468,2000,8000]
-        [--variants gating,none] [--draws 8] [--sampling-steps 25] [--ceiling]
+        [--variants gating,none] [--prediction v_prediction] [--draws 8] [--sampling-steps 25]
+        [--temperatures 1,0] [--ceiling]
     python benchmarks/restorer_quality.py --store STORE --trained STORE/restorers/ID [--draws 16] ...
+
+`--temperatures 1,0` also scores sampling from the noise's mean (one draw; temperature 0 makes
+every draw the same); `--prediction` trains eps- or v-predictors (default: the demo config's).
 
 `--trained` scores an already-trained restorer (a run's, or one this script trained: it prints
 where) instead of training the budgets.
@@ -125,6 +129,8 @@ def main() -> None:
     parser.add_argument("--baselines", default=",".join(BASELINES), help="comma list; empty for none")
     parser.add_argument("--ceiling", action="store_true", help="first print a perfect sampler's scores")
     parser.add_argument("--trained", help="score this trained restorer (ROOT/restorers/ID), train nothing")
+    parser.add_argument("--temperatures", default="1", help="starting-noise scales to score, e.g. 1,0")
+    parser.add_argument("--prediction", help="epsilon or v_prediction (default: the demo config's)")
     args = parser.parse_args()
     if args.ceiling:
         print_ceiling(args.store)
@@ -170,18 +176,16 @@ def main() -> None:
 
     def score_dit(trained: RestorerStore, label: str, steps: str, seconds: str) -> None:
         models, train_config = load_restorer_models(trained, args.device)
-        for draws in sorted({1, args.draws}):
-            restorer = DiffusionRestorer(
-                models, train_config.diffusion, steps=args.sampling_steps, batch_size=batch_size,
-                device=args.device, n_samples=draws,
-            )  # fmt: skip
-            rows(
-                f"{label}, {'1 draw' if draws == 1 else f'mean of {draws} draws'}",
-                steps,
-                seconds,
-                restorer,
-                True,
-            )
+        for temperature in (float(value) for value in args.temperatures.split(",")):
+            for draws in sorted({1, args.draws}) if temperature else [1]:
+                restorer = DiffusionRestorer(
+                    models, train_config.diffusion, steps=args.sampling_steps, batch_size=batch_size,
+                    device=args.device, n_samples=draws, temperature=temperature,
+                )  # fmt: skip
+                drawn = "1 draw" if draws == 1 else f"mean of {draws} draws"
+                start = f", temperature {temperature:g}" if temperature != 1 else ""
+                rows(f"{label} ({train_config.diffusion.prediction}), S = {args.sampling_steps}{start}, {drawn}",
+                     steps, seconds, restorer, True)  # fmt: skip
 
     if args.trained:
         root, restorer_id = args.trained.rstrip("/").rsplit("/restorers/", 1)
@@ -194,9 +198,11 @@ def main() -> None:
     for variant in args.variants.split(","):
         for budget in (int(b) for b in args.budgets.split(",") if b):
             scale = budget / demo_steps
+            prediction = args.prediction or demo.diffusion.prediction
             config = demo.model_copy(
                 update={
                     "dit": demo.dit.model_copy(update={"gating": variant}),
+                    "diffusion": demo.diffusion.model_copy(update={"prediction": prediction}),
                     "stage1_epochs": demo.stage1_epochs * scale,
                     "stage2_epochs": demo.stage2_epochs * scale,
                     "checkpoint_every": max(budget, per_epoch),

@@ -41,7 +41,7 @@ def test_evaluate_sql_and_report_on_the_store(warm_store: Path, tmp_path: Path) 
     again = CliRunner().invoke(app, ["restore", *arguments, "--restorer", "zero,oracle"])
     assert again.exit_code == 0 and again.output.count("(cached)") == 2  # restorations are reused
 
-    report = CliRunner().invoke(app, ["report", "--store", str(store)])
+    report = CliRunner().invoke(app, ["report", "--store", str(store), "--config", "demo-small"])
     assert report.exit_code == 0, report.output
     assert "| dit |" in (store / "reports" / "benchmark-eta0.70.md").read_text()
     figures = sorted(p.name for p in (store / "reports").glob("*.png"))
@@ -50,3 +50,13 @@ def test_evaluate_sql_and_report_on_the_store(warm_store: Path, tmp_path: Path) 
     for name in figures:
         with Image.open(store / "reports" / name) as image:
             assert image.size[0] > 300 and image.size[1] > 300
+
+    # The figures are drawn again only when the evaluations behind them change.
+    drawn = {name: (store / "reports" / name).stat().st_mtime_ns for name in figures}
+    assert CliRunner().invoke(app, ["report", "--store", str(store), "--config", "demo-small"]).exit_code == 0
+    assert {name: (store / "reports" / name).stat().st_mtime_ns for name in figures} == drawn
+    more = CliRunner().invoke(app, ["evaluate", *arguments, "--restorer", "mean"])
+    assert more.exit_code == 0, more.output
+    assert CliRunner().invoke(app, ["report", "--store", str(store), "--config", "demo-small"]).exit_code == 0
+    robustness = store / "reports" / "robustness-demo-cls-text.png"
+    assert robustness.stat().st_mtime_ns != drawn["robustness-demo-cls-text.png"]
