@@ -4,8 +4,8 @@ No pretrained weights can be downloaded where the demo runs, so the pipeline mak
 CLIP: open_clip's model and its own `ClipLoss`, trained on `demo-pretrain` image-caption pairs
 (the demo's vocabulary without its domain's habits, as CLIP's web corpus is not the restorer's
 mid-stage corpus). The result has CLIP's properties that restoration relies on (aligned
-modalities, a modality gap). It is cached in the store under an id of its config and the code version, so it is
-trained once per store.
+modalities, a modality gap). It is cached in the store under an id of its config and the code
+version, so it is trained once per store.
 """
 
 from __future__ import annotations
