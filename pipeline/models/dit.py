@@ -2,8 +2,9 @@
 
 eps_theta(x_t, t | c): x_t is the noisy target feature (D dims, unit per-dimension variance),
 c the available modality's feature; the output is the noise eps, or the velocity v when the
-diffusion config says `v_prediction` (the model is the same either way). Both are cut into `n_tokens` feature patches of
-D / n_tokens dims and projected to `width`. The gating variant is one switch:
+diffusion config says `v_prediction` (the model is the same either way). Both are cut into
+`n_tokens` feature patches of D / n_tokens dims and projected to `width`. The gating variant
+is one switch:
 
 - `gating` (ours): C = cond_emb + MLP_time(t_emb); learned probe queries pool C by attention
   (eq. 2), MLP_gate maps the pooled vector to G (eq. 3), and each block turns G into sigmoid

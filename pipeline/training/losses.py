@@ -38,8 +38,9 @@ def mutual_terms(
     """The I2T and T2I terms of L_mutual (eq. 9) over the samples with t < tau (zeros if none).
 
     x0_hat_img is T2I's own eq. 8 estimate of the clean image feature; I2T must still predict
-    the text noise (or velocity) when conditioned on it (and symmetrically). Gradients flow through x0_hat,
-    so each direction is trained to restore features that condition the other one well.
+    the text noise (or velocity) when conditioned on it (and symmetrically). Gradients flow
+    through x0_hat, so each direction is trained to restore features that condition the other
+    one well.
     """
     keep = t < tau
     if not keep.any():
