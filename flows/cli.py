@@ -294,18 +294,9 @@ def report(
     ] = None,
 ) -> None:
     """Write the benchmark tables (Markdown + CSV, the shape of the paper's Table 1) under the store."""
-    from pipeline.config import load_config
     from pipeline.steps import write_report
 
-    restore = load_config(config).restore
-    written = write_report(
-        store or default_store(),
-        missing_rate,
-        steps or restore.steps,
-        restore.samples,
-        restore.recentre,
-        restore.temperature,
-    )
+    written = write_report(store or default_store(), missing_rate, steps, config)
     for markdown in written["tables"].values():
         typer.echo(markdown)
     for path in written["files"]:

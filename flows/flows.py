@@ -228,12 +228,13 @@ def _score_rows(evaluations: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @flow(name="report")
 def report_flow(store: str | None = None, missing_rate: float | None = None, dit_steps: int | None = None,
-                dit_samples: int = 1, dit_recentred: bool = False,
-                dit_temperature: float = 1.0) -> dict[str, Any]:  # fmt: skip
-    """Write the benchmark tables and figures under the store; publish the table as an artifact."""
-    written = steps.write_report(
-        (store or default_store()), missing_rate, dit_steps, dit_samples, dit_recentred, dit_temperature
-    )
+                config: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """Write the benchmark tables and figures under the store; publish the table as an artifact.
+
+    `config` names the preset the benchmark ran with: the main table's DiT is the one sampled
+    as that config samples.
+    """
+    written = steps.write_report((store or default_store()), missing_rate, dit_steps, config)
     for eta, markdown in written["tables"].items():
         create_markdown_artifact(markdown, key=f"benchmark-eta{round(float(eta) * 100)}",
                                  description=f"Benchmark at missing rate {eta}")  # fmt: skip
@@ -274,9 +275,6 @@ def benchmark_flow(datasets: list[str] | None = None, missing_rates: list[float]
     logger.info("%d evaluations (%d computed, %d found in the store)", len(evaluations), fresh,
                 len(evaluations) - fresh)  # fmt: skip
     create_table_artifact(_score_rows(evaluations), key="benchmark-scores", description="Every evaluation")
-    restore = spec.settings().restore
-    written = report_flow(store=spec.store, missing_rate=None, dit_steps=steps or restore.steps,
-                          dit_samples=restore.samples, dit_recentred=restore.recentre,
-                          dit_temperature=restore.temperature)  # fmt: skip
+    written = report_flow(store=spec.store, missing_rate=None, dit_steps=steps, config=config)
     return {"encoder_id": encoder_id, "training": training, "evaluations": len(evaluations),
             "computed": fresh, **written}  # fmt: skip

@@ -14,10 +14,14 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from stores.results_store import query
+
+if TYPE_CHECKING:
+    from pipeline.restoration import RestoreSettings
 
 # DDIM keys only (other solvers are variants of their own), with their starting-noise
 # temperature, draws and recentring.
@@ -46,6 +50,10 @@ class DitSampling:
     samples: int = 1
     recentred: bool = False
     temperature: float = 1.0
+
+    @classmethod
+    def from_settings(cls, settings: RestoreSettings) -> DitSampling:
+        return cls(settings.samples, settings.recentre, settings.temperature)
 
     def matches(self, variant: DitVariant) -> bool:
         mine = (self.samples, self.recentred, self.temperature)

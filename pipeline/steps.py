@@ -166,26 +166,24 @@ def evaluate(spec: RunSpec, restoration: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_report(
-    store: str, missing_rate: float | None = None, dit_steps: int | None = None, dit_samples: int = 1,
-    dit_recentred: bool = False, dit_temperature: float = 1.0,
-) -> dict[str, Any]:  # fmt: skip
+    store: str, missing_rate: float | None = None, dit_steps: int | None = None, config: str | None = None
+) -> dict[str, Any]:
     """Benchmark tables (Markdown + CSV) and figures under `{store}/reports`, per evaluated eta.
 
-    The DiT of the benchmark table samples with S = `dit_steps` (None: the most evaluated S),
-    `dit_samples` draws per row, recentring as `dit_recentred` says and starting noise at
-    `dit_temperature`, as the run's config did; other DiT evaluations go to the ablation tables
-    or nowhere.
+    The DiT of the benchmark table samples as `config` (a preset name or file; None: the
+    defaults) says, with S = `dit_steps` (None: the config's S, or the most evaluated S when the
+    store has no evaluation at it); other DiT evaluations go to the ablation tables or nowhere.
     """
     from pipeline.ablations import DitSampling
     from pipeline.reporting import benchmark_tables, evaluated_missing_rates, report_figures
     from stores.fs import is_local, join, write_bytes_atomic
 
+    restore = load_config(config).restore
+    sampling = DitSampling.from_settings(restore)
     rates = [missing_rate] if missing_rate is not None else evaluated_missing_rates(store)
     tables, files = {}, []
     for eta in rates:
-        markdown, table = benchmark_tables(
-            store, eta, dit_steps, DitSampling(dit_samples, dit_recentred, dit_temperature)
-        )
+        markdown, table = benchmark_tables(store, eta, dit_steps or restore.steps, sampling)
         stem = join(store, "reports", f"benchmark-eta{eta:.2f}")
         write_bytes_atomic(f"{stem}.md", markdown.encode())
         write_bytes_atomic(f"{stem}.csv", table.encode())

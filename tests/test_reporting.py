@@ -9,7 +9,9 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from pipeline.ablations import DitSampling
+from pipeline.config import load_config
 from pipeline.reporting import benchmark_cells, benchmark_tables
+from pipeline.steps import write_report
 from stores.results_store import append_metrics
 
 BASE = {"dataset": "tags", "encoder_id": "e", "eta": 0.7, "split": "test", "n": 10}
@@ -96,3 +98,27 @@ def test_the_reference_dit_samples_as_configured(tmp_path: Path) -> None:
     for sampling, expected in values.items():
         cells = benchmark_cells(str(tmp_path), 0.7, dit_steps=50, sampling=DitSampling(*sampling))
         assert cells[("dit", "tags", "both")].mean == pytest.approx(expected + 0.01)
+
+
+def test_the_report_takes_its_reference_dit_from_the_config(tmp_path: Path) -> None:
+    """The demo restores from the noise's mean (T0); a config that draws from N(0, I) picks the
+    T1 evaluations instead. The report command and the report flow read the sampling from it."""
+    store = tmp_path / "store"
+    keys = {0.0: "dit-gating-s2-0123456789ab-S1-ddim-clip5-T0-seed0",
+            1.0: "dit-gating-s2-0123456789ab-S1-ddim-clip5-seed0"}  # fmt: skip
+    for temperature, value in ((0.0, 0.30), (1.0, 0.50)):
+        for seed in (0, 1):
+            run = {
+                **BASE,
+                "restorer": "dit",
+                "variant": keys[temperature],
+                "seed": seed,
+                "missing_type": "both",
+            }
+            append_metrics(str(store), run, {"f1_macro": value})
+    one_draw = tmp_path / "one-draw.json"
+    one_draw.write_text('{"restore": {"steps": 1, "temperature": 1.0}}')
+    assert DitSampling.from_settings(load_config(None).restore) == DitSampling(1, False, 0.0)
+    for config, expected in ((None, "| dit | 30.00 ± 0.00 |"), (str(one_draw), "| dit | 50.00 ± 0.00 |")):
+        markdown = write_report(str(store), 0.7, config=config)["tables"]["0.7"]
+        assert expected in markdown, markdown
