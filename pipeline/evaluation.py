@@ -112,7 +112,11 @@ def train_and_score(
     if label_kind != "multi":  # a single-label sample without a label cannot be trained or scored
         rows = {split: r[targets[r] >= 0] for split, r in rows.items()}
     model = RestorationDecoder(filled["image_emb"].shape[1], n_classes, config.decoder)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # fused: one kernel for all parameters; on this tiny model the per-tensor loop of the default
+    # AdamW cost a quarter of every step (BENCHMARKS.md, decoder training).
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True
+    )
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[config.epochs // 2], gamma=0.1)
     target_tensor = torch.from_numpy(targets)
     generator = torch.Generator().manual_seed(config.seed)
