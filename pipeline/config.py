@@ -39,11 +39,11 @@ DEMO_TRAINING = TrainConfig(
 # posterior (the paper's S = 50 from random noise): the draw carries the posterior's spread and
 # the model's own noise (BENCHMARKS.md). `run --ablations` reports S = 25, 50 and 100 beside it.
 DEMO_RESTORE = RestoreSettings(steps=1, temperature=0.0)
-# The demo's decoder: the paper's recipe (AdamW, x0.1 at the midpoint, 20 epochs, batches of 64:
-# 320 steps on the demo's 1,000 train rows) with a narrower model and twice the learning rate.
-# Batches of 256 (80 steps) left it under-trained: every restorer, `oracle` included, scored 2 to
-# 13 points lower, with wider seed spreads (BENCHMARKS.md, "The decoder's training"). With the
-# fused AdamW a run costs about 1.7 times as much (1.6 s against 2.8 s on 2 cores).
+# The demo's decoder: the recipe's defaults (AdamW, x0.1 at the midpoint, 20 epochs in batches
+# of 64: 320 steps on the demo's 1,000 train rows) with a narrower model and twice the learning
+# rate. Batches of 256 (80 steps) left it under-trained: every restorer, `oracle` included,
+# scored 1.7 to 13.5 points lower (BENCHMARKS.md, "The decoder's training"). With the fused
+# AdamW a decoder run takes 2.8 s on 2 cores, against 1.6 s in batches of 256.
 DEMO_DECODER = DecoderTraining(decoder=DecoderConfig(width=64, heads=4), lr=1e-3)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"

@@ -113,7 +113,8 @@ def train_and_score(
         rows = {split: r[targets[r] >= 0] for split, r in rows.items()}
     model = RestorationDecoder(filled["image_emb"].shape[1], n_classes, config.decoder)
     # fused: one kernel for all parameters; on this tiny model the per-tensor loop of the default
-    # AdamW cost a quarter of every step (BENCHMARKS.md, decoder training).
+    # AdamW cost a quarter (batches of 64) to almost half (256) of every step (BENCHMARKS.md,
+    # "The decoder's training").
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True
     )
