@@ -29,7 +29,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from pipeline.config import load_config
-from pipeline.data.demo import COLOURS, SYNONYMS, make_caption, make_scene
+from pipeline.data.demo import COLOURS, SHAPES, SYNONYMS, Scene, make_caption, make_scene
 from pipeline.restoration import build_restorer, corpus_pairs
 from pipeline.restorers import Restorer, missing_and_available
 from stores.feature_store import FeatureStore
@@ -37,6 +37,14 @@ from stores.fs import list_names
 from stores.restorer_store import RestorerStore
 
 ATTRIBUTES = ("colour", "shape")
+
+
+def first_object_attributes(scenes: list[Scene]) -> dict[str, np.ndarray]:
+    """attribute -> each scene's first object's value of it."""
+    return {
+        attribute: np.array([getattr(scene.objects[0], attribute) for scene in scenes])
+        for attribute in ATTRIBUTES
+    }
 
 
 def fit_probes(store: str, encoder_id: str, seed: int, typical_colour_p: float) -> dict:
@@ -48,10 +56,7 @@ def fit_probes(store: str, encoder_id: str, seed: int, typical_colour_p: float) 
     ]
     single = np.array([len(scene.objects) == 1 for scene in scenes])
     single &= arrays["image_present"] & arrays["text_present"]
-    targets = {
-        "colour": np.array([scene.objects[0].colour for scene in scenes]),
-        "shape": np.array([scene.objects[0].shape for scene in scenes]),
-    }
+    targets = first_object_attributes(scenes)
     return {
         (modality, attribute): LogisticRegression(max_iter=2000, C=10.0).fit(
             arrays[f"{modality}_emb"][single], targets[attribute][single]
@@ -62,20 +67,18 @@ def fit_probes(store: str, encoder_id: str, seed: int, typical_colour_p: float) 
 
 
 def test_groups(store: str, encoder_id: str, seed: int, typical_colour_p: float) -> tuple:
-    """demo-cls test features, their rows' colour and shape, and the three row groups."""
+    """demo-cls features and splits, the test rows, their colour and shape, and the row groups."""
     features = FeatureStore(store, "demo-cls", encoder_id)
     arrays, samples = features.read_arrays(), features.read_samples()
-    rows = np.flatnonzero(np.asarray(samples.column("split").to_pylist()) == "test")
+    splits = np.asarray(samples.column("split").to_pylist())
+    rows = np.flatnonzero(splits == "test")
     indices = [int(sample_id.rsplit("-", 1)[1]) for sample_id in samples.column("sample_id").to_pylist()]
     scenes = [make_scene(seed, "demo-cls", "test", indices[row], typical_colour_p) for row in rows]
     captions = [
         make_caption(seed, "demo-cls", "test", indices[row], scene)
         for row, scene in zip(rows, scenes, strict=True)
     ]
-    truth = {
-        "colour": np.array([scene.objects[0].colour for scene in scenes]),
-        "shape": np.array([scene.objects[0].shape for scene in scenes]),
-    }
+    truth = first_object_attributes(scenes)
     greyscale = np.array([scene.greyscale for scene in scenes])
     colour_named = np.array(
         [any(re.search(rf"\b{word}\b", caption) for word in SYNONYMS[scene.objects[0].colour])
@@ -86,7 +89,7 @@ def test_groups(store: str, encoder_id: str, seed: int, typical_colour_p: float)
         "i2t, greyscale image": ("i2t", greyscale),
         "t2i, no colour word": ("t2i", ~colour_named),
     }
-    return arrays, rows, truth, groups
+    return arrays, splits, rows, truth, groups
 
 
 def main() -> None:
@@ -101,16 +104,14 @@ def main() -> None:
     seed, habit_p = config.demo.seed, config.demo.typical_colour_p
     started = time.perf_counter()
     probes = fit_probes(args.store, encoder_id, seed, habit_p)
-    arrays, rows, truth, groups = test_groups(args.store, encoder_id, seed, habit_p)
+    arrays, splits, rows, truth, groups = test_groups(args.store, encoder_id, seed, habit_p)
     corpus = corpus_pairs(args.store, "demo-corpus", encoder_id)[:2]
     print(
-        f"probes fitted in {time.perf_counter() - started:.0f} s; chance: colour 1/{len(COLOURS)}, shape 1/8"
+        f"probes fitted in {time.perf_counter() - started:.0f} s; "
+        f"chance: colour 1/{len(COLOURS)}, shape 1/{len(SHAPES)}"
     )
     header = " | ".join(f"{group} {attribute}" for group in groups for attribute in ATTRIBUTES)
     print(f"| restorer | {header} |\n|---|" + "---|" * 2 * len(groups))
-    splits = np.asarray(
-        FeatureStore(args.store, "demo-cls", encoder_id).read_samples().column("split").to_pylist()
-    )
     for name in args.restorers.split(","):
         trained = None
         if name == "dit":
@@ -121,12 +122,17 @@ def main() -> None:
             )
             trained = RestorerStore(root, restorer_id)
         restorer: Restorer = build_restorer(name, config.restore, arrays, splits, corpus, trained)
+        restored = {  # both i2t groups read one restoration
+            direction: restorer.restore(
+                arrays[f"{missing_and_available(direction)[1]}_emb"][rows], direction, rows
+            )
+            for direction in ("i2t", "t2i")
+        }
         cells = []
         for direction, subset in groups.values():
-            missing, available = missing_and_available(direction)
-            restored = restorer.restore(arrays[f"{available}_emb"][rows], direction, rows)
+            missing = missing_and_available(direction)[0]
             for attribute in ATTRIBUTES:
-                read = probes[missing, attribute].predict(restored[subset])
+                read = probes[missing, attribute].predict(restored[direction][subset])
                 cells.append(f"{np.mean(read == truth[attribute][subset]):.3f}")
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
     print("rows per group: " + ", ".join(f"{g} {int(s.sum())}" for g, (_, s) in groups.items()))
