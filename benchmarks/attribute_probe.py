@@ -115,12 +115,11 @@ def main() -> None:
     for name in args.restorers.split(","):
         trained = None
         if name == "dit":
-            root, restorer_id = (
-                args.trained.rstrip("/").rsplit("/restorers/", 1)
+            trained = (
+                RestorerStore.at(args.trained)
                 if args.trained
-                else (args.store, list_names(f"{args.store}/restorers")[0])
+                else RestorerStore(args.store, list_names(f"{args.store}/restorers")[0])
             )
-            trained = RestorerStore(root, restorer_id)
         restorer: Restorer = build_restorer(name, config.restore, arrays, splits, corpus, trained)
         restored = {  # both i2t groups read one restoration
             direction: restorer.restore(

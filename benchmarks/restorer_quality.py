@@ -188,9 +188,9 @@ def main() -> None:
                      steps, seconds, restorer, True)  # fmt: skip
 
     if args.trained:
-        root, restorer_id = args.trained.rstrip("/").rsplit("/restorers/", 1)
-        trained = RestorerStore(root, restorer_id)
-        score_dit(trained, f"dit {restorer_id}", str(trained.load(trained.latest(True))[1]["step"]), "")
+        trained = RestorerStore.at(args.trained)
+        steps = trained.load(trained.latest(True))[1]["step"]
+        score_dit(trained, f"dit {trained.restorer_id}", str(steps), "")
         return
     demo = load_config(None).restorer
     per_epoch = demo.steps_per_epoch(len(images))

@@ -27,6 +27,17 @@ class RestorerStore:
         self.restorer_id = restorer_id
         self.url = join(root, "restorers", restorer_id)
 
+    @classmethod
+    def at(cls, url: str) -> RestorerStore:
+        """The restorer whose directory is `url`, i.e. `{root}/restorers/{restorer_id}`."""
+        root, marker, restorer_id = url.rstrip("/").rpartition("/restorers/")
+        if not marker or not root or not restorer_id:
+            raise StoreMismatchError(
+                f"{url!r} is not a trained restorer's directory: pass STORE/restorers/ID "
+                "(`ls STORE/restorers` lists the ids)"
+            )
+        return cls(root, restorer_id)
+
     def _pointer(self) -> dict[str, Any] | None:
         return read_json(join(self.url, "latest.json"))
 

@@ -112,3 +112,14 @@ def test_cli_unknown_model_and_unknown_tag(tmp_path: Path) -> None:
         app, ["extract", "--model", "ViT-B-32", "--pretrained", "not-a-tag", "--store", str(tmp_path)]
     )
     assert result.exit_code == 2 and "tags: openai" in _single_error_line(result.output)
+
+
+def test_a_restorer_directory_path_names_its_store_and_id_or_is_refused() -> None:
+    from pipeline.errors import StoreMismatchError
+    from stores.restorer_store import RestorerStore
+
+    trained = RestorerStore.at("s3://bucket/run/restorers/dit-gating-s2-0123456789ab/")
+    assert (trained.root, trained.restorer_id) == ("s3://bucket/run", "dit-gating-s2-0123456789ab")
+    assert trained.url == RestorerStore("s3://bucket/run", "dit-gating-s2-0123456789ab").url
+    with pytest.raises(StoreMismatchError, match="pass STORE/restorers/ID"):
+        RestorerStore.at("/tmp/run/dit-gating-s2-0123456789ab")
