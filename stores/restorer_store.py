@@ -31,7 +31,7 @@ class RestorerStore:
     def at(cls, url: str) -> RestorerStore:
         """The restorer whose directory is `url`, i.e. `{root}/restorers/{restorer_id}`."""
         root, marker, restorer_id = url.rstrip("/").rpartition("/restorers/")
-        if not marker or not root or not restorer_id:
+        if not marker or not root or not restorer_id or "/" in restorer_id:
             raise StoreMismatchError(
                 f"{url!r} is not a trained restorer's directory: pass STORE/restorers/ID "
                 "(`ls STORE/restorers` lists the ids)"

@@ -15,9 +15,10 @@ from pipeline.config import PipelineConfig
 from pipeline.data.jsonl import JsonlAdapter
 from pipeline.data.registry import get_adapter
 from pipeline.encoders.frozen import FrozenEncoder
-from pipeline.errors import DatasetLayoutError, UnknownDatasetError
+from pipeline.errors import DatasetLayoutError, StoreMismatchError, UnknownDatasetError
 from pipeline.extraction import extract
 from stores.feature_store import FeatureStore
+from stores.restorer_store import RestorerStore
 
 
 def _write_layout(root: Path) -> list[dict]:
@@ -115,11 +116,10 @@ def test_cli_unknown_model_and_unknown_tag(tmp_path: Path) -> None:
 
 
 def test_a_restorer_directory_path_names_its_store_and_id_or_is_refused() -> None:
-    from pipeline.errors import StoreMismatchError
-    from stores.restorer_store import RestorerStore
-
     trained = RestorerStore.at("s3://bucket/run/restorers/dit-gating-s2-0123456789ab/")
     assert (trained.root, trained.restorer_id) == ("s3://bucket/run", "dit-gating-s2-0123456789ab")
     assert trained.url == RestorerStore("s3://bucket/run", "dit-gating-s2-0123456789ab").url
     with pytest.raises(StoreMismatchError, match="pass STORE/restorers/ID"):
         RestorerStore.at("/tmp/run/dit-gating-s2-0123456789ab")
+    with pytest.raises(StoreMismatchError, match="pass STORE/restorers/ID"):  # a checkpoint, not the restorer
+        RestorerStore.at("/tmp/run/restorers/dit-gating-s2-0123456789ab/ckpt-00000234")
