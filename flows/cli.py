@@ -386,7 +386,9 @@ def run(
     pretrained: PretrainedOption = "demo",
     config: ConfigOption = None,
     device: DeviceOption = "auto",
-    workers: Annotated[int, typer.Option(help="Tasks run at once (threads).")] = 1,
+    workers: Annotated[
+        int, typer.Option(help="Tasks run at once (threads; decoders train in as many processes).")
+    ] = 2,
     dask_address: Annotated[
         str | None, typer.Option(help="Run tasks on this Dask scheduler instead.")
     ] = None,

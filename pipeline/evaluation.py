@@ -9,9 +9,12 @@ kept (model selection on val), then the test split is scored once.
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +27,7 @@ from pipeline.metrics import task_scores
 from pipeline.models.decoder import DecoderConfig, RestorationDecoder
 from pipeline.restoration import RestoreResult
 from pipeline.version import code_version
+from pipeline.workers import FORK_SERVER, exit_when_gone
 from stores.feature_store import FeatureStore
 from stores.results_store import append_metrics
 
@@ -72,7 +76,8 @@ def _probabilities(model: RestorationDecoder, inputs: list[torch.Tensor], label_
 # Decoder training draws from torch's global RNG (initialisation, dropout) and sets the
 # process-wide intra-op thread count. Two decoders trained at once in threads (Prefect's thread
 # runner, `run --workers 2`) interleaved their draws and changed each other's scores, by up to
-# 4 points on the demo, so they take turns.
+# 4 points on the demo, so within one process they take turns; the pipeline trains them in
+# worker processes instead (`decoder_pool`).
 _DECODER_TRAINING = threading.Lock()
 
 
@@ -155,18 +160,44 @@ def train_and_score(
     )
 
 
+_POOL_GUARD = threading.Lock()
+_pool: ProcessPoolExecutor | None = None
+
+
+def decoder_pool() -> ProcessPoolExecutor | None:
+    """This process's pool of decoder-training processes (one per core, started on first use);
+    None in a daemonic process (a Dask worker), which may not start children.
+
+    A decoder trains on one intra-op thread, so decoders trained one at a time leave the other
+    cores idle; task threads cannot share them either, since decoders in threads of one process
+    must take turns (above). In processes each has its own RNG, and a decoder's scores depend on
+    its inputs and seed only. Workers start from the fork server and end with this process.
+    """
+    global _pool
+    if multiprocessing.current_process().daemon:
+        return None
+    with _POOL_GUARD:
+        if _pool is None:
+            _pool = ProcessPoolExecutor(
+                max_workers=os.cpu_count() or 1, mp_context=FORK_SERVER, initializer=exit_when_gone,
+                initargs=(os.getpid(),),
+            )  # fmt: skip
+        return _pool
+
+
 def evaluate_restoration(
     root: str, dataset: str, encoder_id: str, restoration: RestoreResult, config: DecoderTraining,
-    run_id: str | None = None,
+    run_id: str | None = None, pool: Executor | None = None,
 ) -> tuple[str, EvaluationResult]:  # fmt: skip
     """Train and score the decoder on one stored restoration; append the scores to the results.
 
     `run_id` names the results file: a content id makes the evaluation idempotent (a rerun finds it).
+    `pool`: train the decoder there (e.g. `decoder_pool()`) instead of in this thread.
     """
     features = FeatureStore(root, dataset, encoder_id)
     info = features.manifest()["dataset_info"]
     samples = features.read_samples()
-    result = train_and_score(
+    arguments = (
         restoration.store.read(),
         samples.column("label").to_pylist(),
         np.asarray(samples.column("split").to_pylist()),
@@ -175,6 +206,7 @@ def evaluate_restoration(
         len(info["classes"]),
         config,
     )
+    result = pool.submit(train_and_score, *arguments).result() if pool else train_and_score(*arguments)
     manifest = restoration.manifest
     run = {
         "run_id": run_id,

@@ -149,7 +149,7 @@ def evaluation_id(spec: RunSpec, restoration: dict[str, Any], decoder_seed: int)
 
 def evaluate(spec: RunSpec, restoration: dict[str, Any]) -> dict[str, Any]:
     """Train and score the decoder on a stored restoration (seeded by its mask seed), once."""
-    from pipeline.evaluation import evaluate_restoration
+    from pipeline.evaluation import decoder_pool, evaluate_restoration
     from pipeline.restoration import open_restoration
     from stores.results_store import read_run
 
@@ -161,7 +161,7 @@ def evaluate(spec: RunSpec, restoration: dict[str, Any]) -> dict[str, Any]:
     decoder = spec.settings().decoder.model_copy(update={"seed": seed})
     stored = open_restoration(spec.store, restoration)
     _, result = evaluate_restoration(spec.store, restoration["dataset"], restoration["encoder_id"], stored,
-                                     decoder, run_id=run_id)  # fmt: skip
+                                     decoder, run_id=run_id, pool=decoder_pool())  # fmt: skip
     return {"run_id": run_id, "scores": result.test_scores, "n": result.n_test, "cached": False}
 
 

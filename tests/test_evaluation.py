@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from pipeline.evaluation import DecoderTraining, train_and_score
+from pipeline.evaluation import DecoderTraining, decoder_pool, train_and_score
 from pipeline.models.decoder import DecoderConfig, RestorationDecoder
 
 FAST = DecoderTraining(decoder=DecoderConfig(width=32, heads=2, dropout=0.0), epochs=6, batch_size=32)
@@ -56,8 +56,8 @@ def test_the_restored_flag_changes_the_decoders_input() -> None:
 
 
 def test_decoders_trained_side_by_side_in_threads_match_those_trained_one_by_one() -> None:
-    # `run --workers 2` trains decoders in concurrent task threads; each result must still
-    # depend on its own inputs and seed only (dropout and initialisation draw random numbers).
+    # Where decoders train in task threads (a Dask worker's, or a caller's own), each result must
+    # still depend on its own inputs and seed only (dropout and initialisation draw random numbers).
     recipe = FAST.model_copy(update={"decoder": DecoderConfig(width=32, heads=2, dropout=0.1)})
     jobs = [(_synthetic(600, seed=seed), recipe.model_copy(update={"seed": seed})) for seed in range(4)]
 
@@ -71,3 +71,20 @@ def test_decoders_trained_side_by_side_in_threads_match_those_trained_one_by_one
     with ThreadPoolExecutor(2) as pool:
         side_by_side = list(pool.map(scores, jobs))
     assert side_by_side == one_by_one
+
+
+def test_decoders_trained_in_worker_processes_match_those_trained_here() -> None:
+    # The pipeline trains decoders in `decoder_pool()`'s processes, two or more at once: a score
+    # must not depend on where, beside what, or in which worker the decoder trained.
+    recipe = FAST.model_copy(update={"decoder": DecoderConfig(width=32, heads=2, dropout=0.1)})
+    jobs = []
+    for seed in range(3):
+        filled, labels, splits = _synthetic(600, seed=seed)
+        multi = [[int(y), (int(y) + 1) % 4] for y in labels]
+        jobs.append((filled, multi, splits, "multi", "f1_macro", 4, recipe.model_copy(update={"seed": seed})))
+    here = [train_and_score(*job).test_scores for job in jobs]
+    pool = decoder_pool()
+    assert pool is not None  # pytest's process is not daemonic
+    futures = [pool.submit(train_and_score, *job) for job in jobs]
+    assert [future.result().test_scores for future in futures] == here
+    assert len({tuple(scores.values()) for scores in here}) == 3  # the seeds do change the scores

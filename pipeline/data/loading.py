@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -14,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from pipeline.data.sample import ImageRef, clean_text, open_rgb
+from pipeline.workers import FORK_SERVER, exit_when_gone
 
 
 @dataclass(frozen=True)
@@ -61,36 +59,19 @@ class EncoderInputs(Dataset):
         }
 
 
-# Loader workers start from a fork server, never by forking this process. The pipeline decodes
-# inside Prefect's task threads, beside the encoder's thread pool and the log handlers, and a
-# fork taken while another thread holds a lock can leave the worker waiting forever (the likely
-# cause of one CI hang in about twenty runs). The server imports the decoding code once, so a loader's workers start
-# in under a second. As with any non-fork start, a worker imports the main module: a script that
-# extracts must keep its work under `if __name__ == "__main__":`.
-_WORKER_CONTEXT = multiprocessing.get_context("forkserver")
-_WORKER_CONTEXT.set_forkserver_preload(["pipeline.data.loading", "open_clip"])
+# Loader workers start from the fork server (`pipeline.workers`), never by forking this
+# process. The server imports the decoding code once, so a loader's workers start in under a
+# second. As with any non-fork start, a worker imports the main module: a script that extracts
+# must keep its work under `if __name__ == "__main__":`.
+FORK_SERVER.set_forkserver_preload(["pipeline.data.loading", "open_clip"])
 
 # No batch of a few hundred samples takes this long; a worker that does is stuck, so fail loudly.
 WORKER_TIMEOUT_S = 600.0
 
 
 def _exit_with(owner: int, worker_id: int) -> None:
-    """Loader-worker init: end this worker once the process that made the loader is gone.
-
-    A fork-server worker's parent is the fork server, so torch's own check (has my parent
-    changed?) never fires, and a worker keeps the fork server alive in turn. Without this
-    watch, a killed run would leave both running for good.
-    """
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            try:
-                os.kill(owner, 0)
-            except ProcessLookupError:
-                os._exit(0)
-
-    threading.Thread(target=watch, name="watch-loader-owner", daemon=True).start()
+    """Loader-worker init (torch passes the worker id): end with the loader's process."""
+    exit_when_gone(owner)
 
 
 def input_loader(
@@ -107,7 +88,7 @@ def input_loader(
         batch_sampler=batch_sampler,
         num_workers=workers,
         pin_memory=pin_memory,
-        multiprocessing_context=_WORKER_CONTEXT if workers else None,
+        multiprocessing_context=FORK_SERVER if workers else None,
         timeout=WORKER_TIMEOUT_S if workers else 0,
         worker_init_fn=partial(_exit_with, os.getpid()) if workers else None,
     )
