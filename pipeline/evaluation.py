@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -177,12 +178,20 @@ def decoder_pool() -> ProcessPoolExecutor | None:
     if multiprocessing.current_process().daemon:
         return None
     with _POOL_GUARD:
-        if _pool is None:
+        # A pool whose worker died (out of memory, say) refuses all further work: start anew.
+        if _pool is None or getattr(_pool, "_broken", False):
             _pool = ProcessPoolExecutor(
-                max_workers=os.cpu_count() or 1, mp_context=FORK_SERVER, initializer=exit_when_gone,
+                max_workers=os.cpu_count() or 1, mp_context=FORK_SERVER, initializer=_decoder_worker,
                 initargs=(os.getpid(),),
             )  # fmt: skip
         return _pool
+
+
+def _decoder_worker(owner: int) -> None:
+    """Worker init: end with the owner; leave Ctrl-C to the owner, which stops the run, so that
+    one key press does not print a traceback from every idle worker too."""
+    exit_when_gone(owner)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def evaluate_restoration(

@@ -10,6 +10,7 @@ corpus (`knn`, `regression`, like the DiT) or on the downstream train split (`me
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
@@ -104,13 +105,20 @@ class RegressionRestorer:
     def fit(
         corpus_image: np.ndarray, corpus_text: np.ndarray, epochs: int = 30, hidden: int = 512, seed: int = 0
     ) -> RegressionRestorer:
-        torch.manual_seed(seed)
         dim = corpus_image.shape[1]
         pairs = {"i2t": (corpus_image, corpus_text), "t2i": (corpus_text, corpus_image)}
         models = {}
+        # Initialised from its own generator, not torch's global one: restore tasks run in
+        # threads side by side, and a DiT restore reseeds the global RNG when it builds its models.
+        initial = torch.Generator().manual_seed(seed)
         for direction, (source, target) in pairs.items():
             model = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
                                   nn.Linear(hidden, dim))  # fmt: skip
+            for layer in model:
+                if isinstance(layer, nn.Linear):  # torch's default init of nn.Linear, drawn from `initial`
+                    nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=initial)
+                    bound = 1 / math.sqrt(layer.in_features)
+                    nn.init.uniform_(layer.bias, -bound, bound, generator=initial)
             optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
             x, y = torch.from_numpy(source), torch.from_numpy(target)
             generator = torch.Generator().manual_seed(seed)

@@ -14,6 +14,7 @@ from pipeline.restorers import (
     KnnRestorer,
     MeanRestorer,
     OracleRestorer,
+    RegressionRestorer,
     SwapRestorer,
     ZeroRestorer,
     mean_cosine,
@@ -180,3 +181,22 @@ def test_the_restorer_key_names_the_starting_temperature_and_the_ablations_read_
     paper = restorer_key("dit", RestoreSettings(), trained)
     assert paper == "dit-gating-s2-0123456789ab-S50-ddim-clip5-seed0"
     assert parse_variant(paper).temperature == 1.0
+
+
+def test_the_regression_fit_ignores_what_other_threads_do_to_torchs_global_rng(monkeypatch) -> None:
+    # Restore tasks run side by side in threads, and a DiT restore reseeds the global RNG when it
+    # builds its models; here every loss computation reseeds it, mid-fit, as such a thread could.
+    rng = np.random.default_rng(0)
+    image, text = rng.normal(size=(300, 8)).astype(np.float32), rng.normal(size=(300, 8)).astype(np.float32)
+    undisturbed = RegressionRestorer.fit(image, text, epochs=1, hidden=16, seed=1)
+    mse_loss = torch.nn.functional.mse_loss
+
+    def reseeding_mse_loss(*args, **kwargs):
+        torch.manual_seed(999)
+        return mse_loss(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "mse_loss", reseeding_mse_loss)
+    disturbed = RegressionRestorer.fit(image, text, epochs=1, hidden=16, seed=1)
+    for direction in ("i2t", "t2i"):
+        for name, value in undisturbed.models[direction].state_dict().items():
+            assert torch.equal(disturbed.models[direction].state_dict()[name], value), (direction, name)
