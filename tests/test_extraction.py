@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 import zarr
 
+from pipeline import extraction
 from pipeline.config import PipelineConfig
 from pipeline.data.registry import get_adapter
 from pipeline.encoders.frozen import FrozenEncoder
 from pipeline.errors import StoreMismatchError
-from pipeline.extraction import extract, shard_batches
+from pipeline.extraction import extract, made_from_same_generated_listing, shard_batches
+from pipeline.steps import RunSpec, plan_extraction
 from stores.feature_store import FeatureStore
 
 
@@ -119,3 +121,38 @@ def test_reading_features_of_an_encoder_that_never_ran_names_the_fix(
         StoreMismatchError, match=rf"features there: {demo_encoder.encoder_id}.*mmr-pipeline extract"
     ):
         other.read_arrays()
+
+
+def test_a_planned_demo_store_is_checked_without_listing_the_demo_again(
+    store_with_encoder: Path, small_config: PipelineConfig, demo_encoder: FrozenEncoder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    spec = RunSpec(store=str(store_with_encoder), config="demo-small")
+    first = plan_extraction(spec, "demo-cls", None)
+    store = FeatureStore(spec.store, "demo-cls", demo_encoder.encoder_id)
+    manifest = store.manifest()
+    adapter, chunk = _demo_cls(small_config), small_config.extraction.chunk_rows
+    assert made_from_same_generated_listing(adapter, demo_encoder, manifest, chunk)
+
+    def no_listing(adapter: object) -> None:
+        raise AssertionError("listed the demo again")
+
+    monkeypatch.setattr(extraction, "list_samples", no_listing)
+    assert plan_extraction(spec, "demo-cls", None) == first
+
+    # Anything that changes what a listing would give, or the store's layout, means listing again.
+    other_seed = get_adapter(
+        "demo-cls", options=small_config.demo.model_copy(update={"seed": 1}).model_dump()
+    )
+    assert not made_from_same_generated_listing(other_seed, demo_encoder, manifest, chunk)
+    assert not made_from_same_generated_listing(adapter, demo_encoder, manifest, chunk * 2)
+    assert not made_from_same_generated_listing(
+        adapter, demo_encoder, dict(manifest, code_version="0"), chunk
+    )
+    other_weights = dict(manifest, encoder=dict(manifest["encoder"], digest="0" * 64))
+    assert not made_from_same_generated_listing(adapter, demo_encoder, other_weights, chunk)
+    assert not made_from_same_generated_listing(adapter, demo_encoder, None, chunk)
+    monkeypatch.setattr(type(adapter), "generated", False)  # a dataset read from files: always listed
+    assert not made_from_same_generated_listing(adapter, demo_encoder, manifest, chunk)
+    with pytest.raises(AssertionError, match="listed the demo again"):
+        plan_extraction(spec, "demo-cls", None)

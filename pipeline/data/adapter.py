@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -30,6 +30,9 @@ class DatasetAdapter(ABC):
     """Reads one dataset's raw layout. `samples()` streams in a fixed, deterministic order."""
 
     info: DatasetInfo
+    # True for a dataset the code generates from `options()` alone (the demo): its listing
+    # cannot change while the options and the code version stay the same.
+    generated: ClassVar[bool] = False
 
     @abstractmethod
     def samples(self) -> Iterator[Sample]:

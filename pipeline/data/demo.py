@@ -325,6 +325,8 @@ def scene_label(dataset: str, scene: Scene) -> tuple[int, ...]:
 class DemoAdapter(DatasetAdapter):
     """One of the three demo datasets, generated from a `DemoConfig`."""
 
+    generated = True
+
     def __init__(self, name: str, config: DemoConfig | None = None) -> None:
         if name not in DATASET_CODES:
             raise ValueError(f"not a demo dataset: {name}")

@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
-from diffusers import (
-    DDIMScheduler,
-    DDPMScheduler,
-    DPMSolverMultistepScheduler,
-    UniPCMultistepScheduler,
-)
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:  # diffusers is imported where a scheduler is built: it takes seconds to import
+    from diffusers import DDPMScheduler
 
 BetaSchedule = Literal["cosine", "linear"]
 Prediction = Literal["epsilon", "v_prediction"]
@@ -50,6 +47,8 @@ class DiffusionConfig(BaseModel):
 
 
 def training_scheduler(config: DiffusionConfig) -> DDPMScheduler:
+    from diffusers import DDPMScheduler
+
     return DDPMScheduler(
         num_train_timesteps=config.train_steps,
         beta_schedule=_DIFFUSERS_BETAS[config.beta_schedule],
@@ -66,6 +65,8 @@ def sampling_scheduler(config: DiffusionConfig, sampler: Sampler = "ddim", clip_
     cosine schedule has abar ~ 1e-8, so eq. 8 multiplies any error of a learned noise
     prediction by ~1e4, and one bad first step would throw the whole trajectory off the data.
     """
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
+
     base = training_scheduler(config).config
     if sampler == "ddim":
         clip = {"clip_sample": True, "clip_sample_range": clip_x0} if clip_x0 else {}

@@ -6,12 +6,16 @@ All features here are in diffusion space (x0 = sqrt(D) * z).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler
 from torch import nn
 
 from pipeline.diffusion.core import add_noise, predict_x0, training_target
+
+if TYPE_CHECKING:
+    from diffusers import DDPMScheduler
 
 
 def base_loss(
