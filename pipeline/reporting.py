@@ -3,7 +3,9 @@
 Rows are restorers; columns are (dataset, missing type) at one missing rate; each cell is the
 mean and standard deviation over seeds of the dataset's headline metric (F1-macro for
 multi-label, AUROC where reported, accuracy otherwise). A second table gives the gap closed,
-(restorer - zero) / (oracle - zero), of the seed means.
+(restorer - zero) / (oracle - zero), of the seed means; a third, each restorer's difference
+from `zero` seed by seed, whose spread, free of what the masks do to both, says whether a
+margin over `zero` is real.
 """
 
 from __future__ import annotations
@@ -58,16 +60,16 @@ def headline_metrics(root: str) -> dict[str, str]:
             if any(m in metrics for m in HEADLINE_ORDER)}  # fmt: skip
 
 
-def benchmark_cells(
+def seed_scores(
     root: str, eta: float, dit_steps: int | None = None, sampling: DitSampling = SINGLE_DRAW
-) -> dict[tuple[str, str, str], Cell]:
-    """(restorer, dataset, missing type) -> mean/std over seeds of the headline metric at eta.
+) -> dict[tuple[str, str, str], dict[int, float]]:
+    """(restorer, dataset, missing type) -> {seed: headline metric} at eta.
 
     When one (restorer, dataset, type, seed) was evaluated more than once, its latest run counts.
     Of the DiT variants only the reference counts: gating, both stages, S = `dit_steps` (None:
     the most evaluated S), sampled as `sampling` says.
     """
-    cells = {}
+    scores: dict[tuple[str, str, str], dict[int, float]] = defaultdict(dict)
     steps = reference_steps(root, dit_steps, sampling)
     for dataset, metric in headline_metrics(root).items():
         _, rows = query(
@@ -80,7 +82,6 @@ def benchmark_cells(
             """,
             [dataset, metric, eta],
         )
-        values: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
         for restorer, variant, missing_type, seed, value in rows:
             if (
                 restorer == "dit"
@@ -88,12 +89,41 @@ def benchmark_cells(
                 and not is_reference(variant, steps, sampling)
             ):
                 continue  # other DiT variants (ablations, K-draw averages, other solvers) are not Table 1
-            values[(restorer, missing_type)][seed] = value
-        for (restorer, missing_type), by_seed in values.items():
-            seeds = list(by_seed.values())
-            std = float(np.std(seeds, ddof=1)) if len(seeds) > 1 else 0.0
-            cells[(restorer, dataset, missing_type)] = Cell(float(np.mean(seeds)), std, len(seeds))
-    return cells
+            scores[(restorer, dataset, missing_type)][seed] = value
+    return dict(scores)
+
+
+def _cell(values: list[float]) -> Cell:
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return Cell(float(np.mean(values)), std, len(values))
+
+
+def benchmark_cells(
+    root: str, eta: float, dit_steps: int | None = None, sampling: DitSampling = SINGLE_DRAW
+) -> dict[tuple[str, str, str], Cell]:
+    """(restorer, dataset, missing type) -> mean/std over seeds of the headline metric at eta."""
+    return {
+        key: _cell(list(by_seed.values()))
+        for key, by_seed in seed_scores(root, eta, dit_steps, sampling).items()
+    }
+
+
+def paired_with_zero(
+    scores: dict[tuple[str, str, str], dict[int, float]],
+) -> dict[tuple[str, str, str], Cell]:
+    """(restorer, dataset, missing type) -> mean/std over seeds of (restorer - zero) on the same seed.
+
+    A seed fixes the masks and the decoder's seed, so both restorers are scored on the same
+    missing rows by decoders started alike: what the masks do to both cancels in the difference,
+    and its spread is the one that says whether a margin is real.
+    """
+    paired = {}
+    for (restorer, dataset, missing), by_seed in scores.items():
+        zero = scores.get(("zero", dataset, missing), {})
+        common = sorted(set(by_seed) & set(zero))
+        if restorer != "zero" and common:
+            paired[(restorer, dataset, missing)] = _cell([by_seed[seed] - zero[seed] for seed in common])
+    return paired
 
 
 def _columns(cells: dict[tuple[str, str, str], Cell]) -> list[tuple[str, str]]:
@@ -110,7 +140,9 @@ def benchmark_tables(
     root: str, eta: float, dit_steps: int | None = None, sampling: DitSampling = SINGLE_DRAW
 ) -> tuple[str, str]:
     """(Markdown, CSV) of the Table-1-shaped benchmark and the gap-closed table at `eta`."""
-    cells = benchmark_cells(root, eta, dit_steps, sampling)
+    scores = seed_scores(root, eta, dit_steps, sampling)
+    cells = {key: _cell(list(by_seed.values())) for key, by_seed in scores.items()}
+    paired = paired_with_zero(scores)
     columns, restorers = _columns(cells), _restorers(cells)
     metrics = headline_metrics(root)
     header = [f"{dataset} {missing} ({metrics[dataset]})" for dataset, missing in columns]
@@ -118,26 +150,37 @@ def benchmark_tables(
              "", "| restorer | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]  # fmt: skip
     sink = io.StringIO()
     writer = csv.writer(sink)
-    writer.writerow(["restorer", "dataset", "missing_type", "metric", "mean", "std", "seeds", "gap_closed"])
-    gap_lines = ["", "## Gap closed: (restorer - zero) / (oracle - zero)", "",
-                 "| restorer | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]  # fmt: skip
+    writer.writerow(["restorer", "dataset", "missing_type", "metric", "mean", "std", "seeds", "gap_closed",
+                     "minus_zero_mean", "minus_zero_std"])  # fmt: skip
+    table_head = ["", "| restorer | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
+    gap_lines = ["", "## Gap closed: (restorer - zero) / (oracle - zero)", *table_head]
+    paired_lines = ["", "## Paired with zero: restorer - zero on the same seed (same masks, same decoder seed), "
+                    "x 100, mean ± std over seeds", *table_head]  # fmt: skip
     for restorer in restorers:
-        row, gap_row = [], []
+        row, gap_row, paired_row = [], [], []
         for dataset, missing in columns:
-            cell = cells.get((restorer, dataset, missing))
+            cell, difference = (
+                cells.get((restorer, dataset, missing)),
+                paired.get((restorer, dataset, missing)),
+            )
             zero, oracle = cells.get(("zero", dataset, missing)), cells.get(("oracle", dataset, missing))
             gap = gap_closed(cell.mean, zero.mean, oracle.mean) if cell and zero and oracle else math.nan
             row.append(cell.text() if cell else "—")
             gap_row.append("—" if math.isnan(gap) else f"{gap:.2f}")
+            paired_row.append(
+                f"{'+' if difference.mean >= 0 else ''}{difference.text()}" if difference else "—"
+            )
             if cell:
-                writer.writerow(
-                    [restorer, dataset, missing, metrics[dataset], cell.mean, cell.std, cell.seeds, gap]
-                )
+                writer.writerow([restorer, dataset, missing, metrics[dataset], cell.mean, cell.std, cell.seeds, gap,
+                                 difference.mean if difference else math.nan,
+                                 difference.std if difference else math.nan])  # fmt: skip
         lines.append(f"| {restorer} | " + " | ".join(row) + " |")
         gap_lines.append(f"| {restorer} | " + " | ".join(gap_row) + " |")
+        if restorer != "zero":
+            paired_lines.append(f"| {restorer} | " + " | ".join(paired_row) + " |")
     steps = reference_steps(root, dit_steps, sampling)
     ablations = ablation_tables(root, eta, metrics, columns, steps, sampling)
-    return "\n".join(lines + gap_lines) + "\n" + ablations, sink.getvalue()
+    return "\n".join(lines + gap_lines + paired_lines) + "\n" + ablations, sink.getvalue()
 
 
 def evaluated_missing_rates(root: str) -> list[float]:

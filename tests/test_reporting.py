@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from pipeline.ablations import DitSampling
 from pipeline.config import load_config
-from pipeline.reporting import benchmark_cells, benchmark_tables
+from pipeline.reporting import benchmark_cells, benchmark_tables, paired_with_zero
 from pipeline.steps import write_report
 from stores.results_store import append_metrics
 
@@ -42,6 +42,18 @@ def test_cells_average_the_latest_run_of_each_seed(tmp_path: Path) -> None:
     assert cells[("zero", "tags", "both")].std == pytest.approx(0.02)
 
 
+def test_pairs_with_zero_only_on_seeds_both_have() -> None:
+    scores = {
+        ("zero", "cls", "both"): {0: 0.30, 1: 0.40, 2: 0.50},
+        ("dit", "cls", "both"): {0: 0.31, 2: 0.52},  # seed 1 not evaluated (yet)
+        ("dit", "tags", "both"): {0: 0.60},  # no zero on tags: nothing to pair with
+    }
+    paired = paired_with_zero(scores)
+    assert set(paired) == {("dit", "cls", "both")}
+    dit = paired[("dit", "cls", "both")]
+    assert dit.seeds == 2 and dit.mean == pytest.approx(0.015) and dit.std == pytest.approx(0.00707, abs=1e-5)
+
+
 def test_tables_and_the_report_command(tmp_path: Path) -> None:
     _fill(tmp_path)
     markdown, table = benchmark_tables(str(tmp_path), 0.7)
@@ -49,7 +61,13 @@ def test_tables_and_the_report_command(tmp_path: Path) -> None:
     assert "| zero | 42.00 ± 2.00 |" in markdown
     gap = (0.52667 - 0.42) / (0.60 - 0.42)
     assert f"| dit | {gap:.2f} |" in markdown
-    assert table.splitlines()[0] == "restorer,dataset,missing_type,metric,mean,std,seeds,gap_closed"
+    # Paired seed by seed: dit - zero = 0.12, 0.10, 0.10; oracle - zero = 0.20, 0.18, 0.16.
+    paired = markdown.split("## Paired with zero")[1]
+    assert "| dit | +10.67 ± 1.15 |" in paired and "| oracle | +18.00 ± 2.00 |" in paired
+    assert "| zero |" not in paired
+    assert table.splitlines()[0] == (
+        "restorer,dataset,missing_type,metric,mean,std,seeds,gap_closed,minus_zero_mean,minus_zero_std"
+    )
     result = CliRunner().invoke(app, ["report", "--store", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "reports" / "benchmark-eta0.70.md").read_text() == markdown
