@@ -2,8 +2,9 @@
 
 `attribute_probe.py` shows that the DiT's and the `regression` MLP's captions restored from an
 image name the object's shape far less often than `knn`'s. This script asks where the shape is
-lost, on demo-cls's test rows and the store's corpus features (i2t; shape read from a restored
-caption by the probe of `attribute_probe.py`, on the rows with a colour image):
+lost, on demo-cls's test rows and the store's corpus features (i2t; cosine to the true caption
+over all test rows; shape read from a restored caption by the probe of `attribute_probe.py`, on
+the rows with a colour image). The store must be a default demo store (its encoder is loaded):
 
 1. Is it in the image feature? Classifiers fitted on the corpus's one-object scenes with their
    true shape (labels the restorers never see) read it from the test rows' image features.
@@ -35,20 +36,20 @@ from sklearn.neural_network import MLPClassifier
 from pipeline.config import load_config
 from pipeline.data.demo import Scene, make_caption, make_scene
 from pipeline.encoders.warmup import load_demo_encoder
-from pipeline.restorers import KnnRestorer, RegressionRestorer
+from pipeline.restorers import KnnRestorer, RegressionRestorer, mean_cosine
 from stores.feature_store import FeatureStore
 from stores.fs import list_names
 
 
-def mean_cosine(restored: np.ndarray, truth: np.ndarray) -> float:
-    norms = np.linalg.norm(restored, axis=1) * np.linalg.norm(truth, axis=1)
-    return float(np.mean(np.sum(restored * truth, axis=1) / norms))
-
-
-def other_captions_mean(store: str, indices: np.ndarray, scenes: list[Scene], m: int) -> np.ndarray:
+def other_captions_mean(
+    store: str, encoder_id: str, indices: np.ndarray, scenes: list[Scene], m: int
+) -> np.ndarray:
     """Per corpus sample, the mean feature of m other captions of the same scene."""
     config = load_config(None)
     encoder = load_demo_encoder(store, config.warmup, config.demo, progress=False)
+    if encoder.encoder_id != encoder_id:  # the captions must land in the store's feature space
+        raise SystemExit(f"the store's features are by {encoder_id}, the default demo encoder is "
+                         f"{encoder.encoder_id}: pass a default demo store")  # fmt: skip
     total = np.zeros((len(indices), encoder.embed_dim), dtype=np.float32)
     with torch.inference_mode():
         for k in range(m):
@@ -103,16 +104,17 @@ def main() -> None:
     for k in (1, 3, 10, 30, 100, 300):
         row(f"knn, k = {k}", KnnRestorer(corpus_image, corpus_text, k=k).restore(test_image, "i2t", rows))
     started = time.perf_counter()
-    cleaner = other_captions_mean(args.store, kept, scenes, args.captions)
+    cleaner = other_captions_mean(args.store, encoder_id, kept, scenes, args.captions)
     print(f"| (mean of {args.captions} other captions per scene, encoded in {time.perf_counter() - started:.0f} s;"
           f" its cosine to the corpus caption {mean_cosine(cleaner, corpus_text):.3f}) | | |")  # fmt: skip
     row(f"knn, k = 10, mean of {args.captions} captions", KnnRestorer(corpus_image, cleaner, k=10).restore(
         test_image, "i2t", rows))  # fmt: skip
     centre = corpus_image.mean(axis=0)
+    scale = (corpus_image - centre).std(axis=0).clip(1e-8)
     variances, axes = np.linalg.eigh(np.cov(corpus_image - centre, rowvar=False))
     inputs: dict[str, Callable[[np.ndarray], np.ndarray]] = {
         "image feature": lambda x: x,
-        "standardised": lambda x: (x - centre) / (corpus_image - centre).std(axis=0).clip(1e-8),
+        "standardised": lambda x: (x - centre) / scale,
         "PCA-whitened": lambda x: (x - centre) @ axes / np.sqrt(variances + 1e-8 * variances.max()),
     }
     for epochs in (3, 30):

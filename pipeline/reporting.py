@@ -45,9 +45,9 @@ class Cell:
     std: float
     seeds: int
 
-    def text(self, scale: float = 100.0) -> str:
+    def text(self, scale: float = 100.0, signed: bool = False) -> str:
         spread = f" ± {self.std * scale:.2f}" if self.seeds > 1 else ""
-        return f"{self.mean * scale:.2f}{spread}"
+        return f"{self.mean * scale:{'+z' if signed else 'z'}.2f}{spread}"
 
 
 def headline_metrics(root: str) -> dict[str, str]:
@@ -102,10 +102,11 @@ def benchmark_cells(
     root: str, eta: float, dit_steps: int | None = None, sampling: DitSampling = SINGLE_DRAW
 ) -> dict[tuple[str, str, str], Cell]:
     """(restorer, dataset, missing type) -> mean/std over seeds of the headline metric at eta."""
-    return {
-        key: _cell(list(by_seed.values()))
-        for key, by_seed in seed_scores(root, eta, dit_steps, sampling).items()
-    }
+    return _cells(seed_scores(root, eta, dit_steps, sampling))
+
+
+def _cells(scores: dict[tuple[str, str, str], dict[int, float]]) -> dict[tuple[str, str, str], Cell]:
+    return {key: _cell(list(by_seed.values())) for key, by_seed in scores.items()}
 
 
 def paired_with_zero(
@@ -115,7 +116,8 @@ def paired_with_zero(
 
     A seed fixes the masks and the decoder's seed, so both restorers are scored on the same
     missing rows by decoders started alike: what the masks do to both cancels in the difference,
-    and its spread is the one that says whether a margin is real.
+    and the spread of the differences is the one to hold a margin against (over three seeds, a
+    rough guide rather than a test).
     """
     paired = {}
     for (restorer, dataset, missing), by_seed in scores.items():
@@ -136,12 +138,22 @@ def _restorers(cells: dict[tuple[str, str, str], Cell]) -> list[str]:
     return [name for name in RESTORER_NAMES if name in present] + sorted(present - set(RESTORER_NAMES))
 
 
+def _spread(cell: Cell) -> float:
+    return cell.std if cell.seeds > 1 else math.nan  # one seed has no spread
+
+
+def _paired_text(difference: Cell, cell: Cell) -> str:
+    """Signed; says so when fewer seeds were paired than the restorer's own cell averages."""
+    fewer = f" ({difference.seeds} of {cell.seeds} seeds)" if difference.seeds < cell.seeds else ""
+    return difference.text(signed=True) + fewer
+
+
 def benchmark_tables(
     root: str, eta: float, dit_steps: int | None = None, sampling: DitSampling = SINGLE_DRAW
 ) -> tuple[str, str]:
     """(Markdown, CSV) of the Table-1-shaped benchmark and the gap-closed table at `eta`."""
     scores = seed_scores(root, eta, dit_steps, sampling)
-    cells = {key: _cell(list(by_seed.values())) for key, by_seed in scores.items()}
+    cells = _cells(scores)
     paired = paired_with_zero(scores)
     columns, restorers = _columns(cells), _restorers(cells)
     metrics = headline_metrics(root)
@@ -167,13 +179,11 @@ def benchmark_tables(
             gap = gap_closed(cell.mean, zero.mean, oracle.mean) if cell and zero and oracle else math.nan
             row.append(cell.text() if cell else "—")
             gap_row.append("—" if math.isnan(gap) else f"{gap:.2f}")
-            paired_row.append(
-                f"{'+' if difference.mean >= 0 else ''}{difference.text()}" if difference else "—"
-            )
+            paired_row.append(_paired_text(difference, cell) if difference and cell else "—")
             if cell:
-                writer.writerow([restorer, dataset, missing, metrics[dataset], cell.mean, cell.std, cell.seeds, gap,
-                                 difference.mean if difference else math.nan,
-                                 difference.std if difference else math.nan])  # fmt: skip
+                writer.writerow([restorer, dataset, missing, metrics[dataset], cell.mean, _spread(cell), cell.seeds,
+                                 gap, difference.mean if difference else math.nan,
+                                 _spread(difference) if difference else math.nan])  # fmt: skip
         lines.append(f"| {restorer} | " + " | ".join(row) + " |")
         gap_lines.append(f"| {restorer} | " + " | ".join(gap_row) + " |")
         if restorer != "zero":

@@ -65,16 +65,12 @@ def prepare_encoder(spec: RunSpec) -> str:
 
 def plan_extraction(spec: RunSpec, dataset: str, root: str | None) -> dict[str, Any]:
     """Create (or check) the dataset's feature store; list the shards still to encode."""
-    from pipeline.extraction import build_manifest, list_samples, made_from_same_generated_listing
-    from stores.feature_store import FeatureStore
+    from pipeline.extraction import plan_store
 
     encoder = spec.encoder()
-    adapter = spec.adapter(dataset, root)
-    chunk_rows = spec.settings().extraction.chunk_rows
-    store = FeatureStore(spec.store, dataset, encoder.encoder_id)
-    if not made_from_same_generated_listing(adapter, encoder, store.manifest(), chunk_rows):
-        samples, _ = list_samples(adapter)
-        store.create(build_manifest(adapter, encoder, samples, chunk_rows), samples)
+    store, _ = plan_store(
+        spec.adapter(dataset, root), encoder, spec.store, spec.settings().extraction.chunk_rows
+    )
     done = store.committed_shards()
     todo = [shard for shard in range(store.n_shards()) if shard not in done]
     return {"dataset": dataset, "encoder_id": encoder.encoder_id, "url": store.url,

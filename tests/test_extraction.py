@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -11,10 +12,11 @@ import zarr
 
 from pipeline import extraction
 from pipeline.config import PipelineConfig
+from pipeline.data import demo
 from pipeline.data.registry import get_adapter
 from pipeline.encoders.frozen import FrozenEncoder
 from pipeline.errors import StoreMismatchError
-from pipeline.extraction import extract, made_from_same_generated_listing, shard_batches
+from pipeline.extraction import extract, shard_batches
 from pipeline.steps import RunSpec, plan_extraction
 from stores.feature_store import FeatureStore
 
@@ -85,8 +87,9 @@ def test_rerun_skips_committed_shards_and_redoes_only_missing_ones(
 
 
 def test_a_store_from_other_weights_or_data_is_refused(
-    store_with_encoder: Path, small_config: PipelineConfig, demo_encoder: FrozenEncoder
-) -> None:
+    store_with_encoder: Path, small_config: PipelineConfig, demo_encoder: FrozenEncoder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
     adapter = _demo_cls(small_config)
     root = str(store_with_encoder)
     extract(adapter, demo_encoder, root, small_config.extraction, progress=False)
@@ -102,6 +105,7 @@ def test_a_store_from_other_weights_or_data_is_refused(
 
     manifest = dict(original, dataset_fingerprint="f" * 64)
     manifest_path.write_text(json.dumps(manifest))
+    monkeypatch.setattr(demo.DemoAdapter, "generated", False)  # read from files: fingerprinted in full
     with pytest.raises(StoreMismatchError, match="dataset_fingerprint"):
         extract(adapter, demo_encoder, root, small_config.extraction, progress=False)
 
@@ -123,36 +127,43 @@ def test_reading_features_of_an_encoder_that_never_ran_names_the_fix(
         other.read_arrays()
 
 
-def test_a_planned_demo_store_is_checked_without_listing_the_demo_again(
-    store_with_encoder: Path, small_config: PipelineConfig, demo_encoder: FrozenEncoder,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+def test_a_planned_demo_store_is_checked_without_listing_all_of_the_demo_again(
+    store_with_encoder: Path, demo_encoder: FrozenEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
     spec = RunSpec(store=str(store_with_encoder), config="demo-small")
     first = plan_extraction(spec, "demo-cls", None)
-    store = FeatureStore(spec.store, "demo-cls", demo_encoder.encoder_id)
-    manifest = store.manifest()
-    adapter, chunk = _demo_cls(small_config), small_config.extraction.chunk_rows
-    assert made_from_same_generated_listing(adapter, demo_encoder, manifest, chunk)
+    listed: list[int | None] = []
+    list_all_or_some = extraction.list_samples
 
-    def no_listing(adapter: object) -> None:
-        raise AssertionError("listed the demo again")
+    def recording(adapter: object, limit: int | None = None) -> object:
+        listed.append(limit)
+        return list_all_or_some(adapter, limit)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(extraction, "list_samples", no_listing)
+    monkeypatch.setattr(extraction, "list_samples", recording)
     assert plan_extraction(spec, "demo-cls", None) == first
+    assert listed == [extraction.SPOT_CHECK_ROWS]  # the first rows only
 
-    # Anything that changes what a listing would give, or the store's layout, means listing again.
-    other_seed = get_adapter(
-        "demo-cls", options=small_config.demo.model_copy(update={"seed": 1}).model_dump()
-    )
-    assert not made_from_same_generated_listing(other_seed, demo_encoder, manifest, chunk)
-    assert not made_from_same_generated_listing(adapter, demo_encoder, manifest, chunk * 2)
-    assert not made_from_same_generated_listing(
-        adapter, demo_encoder, dict(manifest, code_version="0"), chunk
-    )
-    other_weights = dict(manifest, encoder=dict(manifest["encoder"], digest="0" * 64))
-    assert not made_from_same_generated_listing(adapter, demo_encoder, other_weights, chunk)
-    assert not made_from_same_generated_listing(adapter, demo_encoder, None, chunk)
-    monkeypatch.setattr(type(adapter), "generated", False)  # a dataset read from files: always listed
-    assert not made_from_same_generated_listing(adapter, demo_encoder, manifest, chunk)
-    with pytest.raises(AssertionError, match="listed the demo again"):
+    # Other options, code version or encoder weights in the manifest: listed in full and checked.
+    store = FeatureStore(spec.store, "demo-cls", demo_encoder.encoder_id)
+    manifest_path = Path(store.manifest_url)
+    original = json.loads(manifest_path.read_text())
+    for changed in ({"code_version": "0"}, {"dataset_options": {**original["dataset_options"], "seed": 1}},
+                    {"encoder": {**original["encoder"], "digest": "0" * 64}}):  # fmt: skip
+        manifest_path.write_text(json.dumps({**original, **changed}))
+        listed.clear()
+        with contextlib.suppress(StoreMismatchError):  # the full check refuses what differs
+            plan_extraction(spec, "demo-cls", None)
+        assert None in listed, changed
+    manifest_path.write_text(json.dumps(original))
+
+    # The generator changed without a version bump: the first rows differ, the full check refuses.
+    make_caption = demo.make_caption
+    monkeypatch.setattr(demo, "make_caption", lambda *args: make_caption(*args) + " again")
+    with pytest.raises(StoreMismatchError, match="dataset_fingerprint"):
         plan_extraction(spec, "demo-cls", None)
+    monkeypatch.setattr(demo, "make_caption", make_caption)
+
+    monkeypatch.setattr(demo.DemoAdapter, "generated", False)  # as a dataset read from files
+    listed.clear()
+    assert plan_extraction(spec, "demo-cls", None) == first
+    assert listed == [None]

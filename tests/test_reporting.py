@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,22 @@ def test_pairs_with_zero_only_on_seeds_both_have() -> None:
     assert set(paired) == {("dit", "cls", "both")}
     dit = paired[("dit", "cls", "both")]
     assert dit.seeds == 2 and dit.mean == pytest.approx(0.015) and dit.std == pytest.approx(0.00707, abs=1e-5)
+
+
+def test_the_paired_table_signs_its_differences_and_says_when_seeds_are_missing(tmp_path: Path) -> None:
+    values = {"zero": [0.40, 0.42], "dit": [0.39, 0.40, 0.50], "oracle": [0.60]}  # zero lacks seed 2
+    for restorer, per_seed in values.items():
+        for seed, value in enumerate(per_seed):
+            append_metrics(str(tmp_path), {**BASE, "restorer": restorer, "seed": seed, "missing_type": "both"},
+                           {"f1_macro": value})  # fmt: skip
+    markdown, table = benchmark_tables(str(tmp_path), 0.7)
+    paired = markdown.split("## Paired with zero")[1]
+    # dit - zero on seeds 0 and 1: -0.01 and -0.02; seed 2 has no zero to pair with.
+    assert "| dit | -1.50 ± 0.71 (2 of 3 seeds) |" in paired
+    assert "| oracle | +20.00 |" in paired  # one seed: no spread to show
+    oracle = next(row for row in csv.DictReader(io.StringIO(table)) if row["restorer"] == "oracle")
+    assert float(oracle["minus_zero_mean"]) == pytest.approx(0.2)
+    assert oracle["std"] == oracle["minus_zero_std"] == "nan"  # one seed: no spread, not a spread of 0
 
 
 def test_tables_and_the_report_command(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from torch import nn
 
 from pipeline.diffusion.core import add_noise, predict_x0, training_target
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: diffusers takes seconds to import
     from diffusers import DDPMScheduler
 
 
