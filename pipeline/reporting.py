@@ -67,9 +67,11 @@ def seed_scores(
 
     When one (restorer, dataset, type, seed) was evaluated more than once, its latest run counts.
     Of the DiT variants only the reference counts: gating, both stages, S = `dit_steps` (None:
-    the most evaluated S), sampled as `sampling` says.
+    the most evaluated S), sampled as `sampling` says. Another restorer evaluated in several
+    variants (`knn` with two k, say) gets a row per variant, named by it: one cell averaging
+    both variants' seeds would mix two restorers.
     """
-    scores: dict[tuple[str, str, str], dict[int, float]] = defaultdict(dict)
+    by_variant: dict[tuple[str, str, str, str], dict[int, float]] = defaultdict(dict)
     steps = reference_steps(root, dit_steps, sampling)
     for dataset, metric in headline_metrics(root).items():
         _, rows = query(
@@ -89,8 +91,14 @@ def seed_scores(
                 and not is_reference(variant, steps, sampling)
             ):
                 continue  # other DiT variants (ablations, K-draw averages, other solvers) are not Table 1
-            scores[(restorer, dataset, missing_type)][seed] = value
-    return dict(scores)
+            by_variant[(restorer, variant or restorer, dataset, missing_type)][seed] = value
+    variants: dict[str, set[str]] = defaultdict(set)
+    for restorer, variant, _, _ in by_variant:
+        variants[restorer].add(variant)
+    return {
+        (variant if len(variants[restorer]) > 1 else restorer, dataset, missing_type): by_seed
+        for (restorer, variant, dataset, missing_type), by_seed in by_variant.items()
+    }
 
 
 def _cell(values: list[float]) -> Cell:

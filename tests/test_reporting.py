@@ -72,6 +72,22 @@ def test_the_paired_table_signs_its_differences_and_says_when_seeds_are_missing(
     assert oracle["std"] == oracle["minus_zero_std"] == "nan"  # one seed: no spread, not a spread of 0
 
 
+def test_a_restorer_evaluated_in_two_variants_gets_a_row_per_variant(tmp_path: Path) -> None:
+    values = {
+        ("zero", "zero"): [0.40, 0.42],
+        ("knn", "knn-k10"): [0.50, 0.52],
+        ("knn", "knn-k30"): [0.60, 0.70],
+    }
+    for (restorer, variant), per_seed in values.items():
+        for seed, value in enumerate(per_seed):
+            run = {**BASE, "restorer": restorer, "variant": variant, "seed": seed, "missing_type": "both"}
+            append_metrics(str(tmp_path), run, {"f1_macro": value})
+    cells = benchmark_cells(str(tmp_path), 0.7)
+    assert cells[("knn-k10", "tags", "both")].mean == pytest.approx(0.51)
+    assert cells[("knn-k30", "tags", "both")].mean == pytest.approx(0.65)
+    assert ("knn", "tags", "both") not in cells and ("zero", "tags", "both") in cells
+
+
 def test_tables_and_the_report_command(tmp_path: Path) -> None:
     _fill(tmp_path)
     markdown, table = benchmark_tables(str(tmp_path), 0.7)
