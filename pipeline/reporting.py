@@ -4,8 +4,7 @@ Rows are restorers; columns are (dataset, missing type) at one missing rate; eac
 mean and standard deviation over seeds of the dataset's headline metric (F1-macro for
 multi-label, AUROC where reported, accuracy otherwise). A second table gives the gap closed,
 (restorer - zero) / (oracle - zero), of the seed means; a third, each restorer's difference
-from `zero` seed by seed, whose spread, free of what the masks do to both, says whether a
-margin over `zero` is real.
+from `zero` seed by seed, whose spread is free of what the masks do to both.
 """
 
 from __future__ import annotations
@@ -179,10 +178,8 @@ def benchmark_tables(
     for restorer in restorers:
         row, gap_row, paired_row = [], [], []
         for dataset, missing in columns:
-            cell, difference = (
-                cells.get((restorer, dataset, missing)),
-                paired.get((restorer, dataset, missing)),
-            )
+            cell = cells.get((restorer, dataset, missing))
+            difference = paired.get((restorer, dataset, missing))
             zero, oracle = cells.get(("zero", dataset, missing)), cells.get(("oracle", dataset, missing))
             gap = gap_closed(cell.mean, zero.mean, oracle.mean) if cell and zero and oracle else math.nan
             row.append(cell.text() if cell else "—")

@@ -30,8 +30,8 @@ class DatasetAdapter(ABC):
     """Reads one dataset's raw layout. `samples()` streams in a fixed, deterministic order."""
 
     info: DatasetInfo
-    # True for a dataset the code generates from `options()` alone (the demo): its listing
-    # cannot change while the options and the code version stay the same.
+    # True for a dataset the code generates from `options()` alone (the demo): its listing is a
+    # function of the options and the code, so a planned store is checked without listing it all.
     generated: ClassVar[bool] = False
 
     @abstractmethod
