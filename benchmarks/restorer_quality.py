@@ -6,9 +6,9 @@ budget the demo DiT pair is trained from scratch on the store's corpus features 
 recipe, epochs scaled to the budget), then restores each test row with one DDIM draw and with
 the average of `--draws` draws (a Monte-Carlo estimate of the posterior mean). The baselines
 (`mean`, `swap`, `swap_gap`, `knn`, `regression`) run in the same process on the same rows.
-Each corpus-trained restorer (dit, knn, regression) is also scored recentred (`RecentredRestorer`:
-moved from the corpus mean of the missing modality to the downstream train mean, the statistic
-`mean` and `swap_gap` are fitted on; here over every train row).
+Each corpus-trained restorer (dit, knn, regression) is also scored recentred (`recentring_shift`:
+swap_gap's correction, the downstream train mean of the missing modality minus the restorer's
+mean output on the train rows; here over every train row).
 
     python benchmarks/restorer_quality.py --store STORE [--device cuda] [--budgets 468,2000,8000]
         [--variants gating,none] [--prediction v_prediction] [--draws 8] [--sampling-steps 25]
@@ -43,7 +43,8 @@ from pipeline.restoration import (
     RestoreSettings,
     build_restorer,
     corpus_pairs,
-    recentring_shifts,
+    recentring_shift,
+    restored_by,
 )
 from pipeline.restorers import DiffusionRestorer, Restorer, mean_cosine, missing_and_available
 from pipeline.training.restorer import load_restorer_models, train_restorer
@@ -62,20 +63,19 @@ def test_rows(store: str, dataset: str, encoder_id: str) -> tuple[dict[str, np.n
     return features.read_arrays(), splits
 
 
-def cosines(restorer: Restorer, data: dict, shifts: dict | None) -> tuple[list[float], list[float]]:
+def cosines(restorer: Restorer, data: dict, recentre: bool) -> tuple[list[float], list[float]]:
     """Mean cosine to the truth on each dataset's test rows, i2t and t2i: as restored, and
-    recentred by `shifts[dataset][missing modality]` (None: not a corpus-trained restorer)."""
+    recentred on that dataset's train rows (empty when `recentre` is off)."""
     raw, recentred = [], []
-    for name, (arrays, splits) in data.items():
+    for arrays, splits in data.values():
         rows = np.flatnonzero(splits == "test")
         for direction in DIRECTIONS:
             missing, present = missing_and_available(direction)
             restored = restorer.restore(arrays[f"{present}_emb"][rows], direction, rows)
             raw.append(mean_cosine(restored, arrays[f"{missing}_emb"][rows]))
-            if shifts is not None:
-                recentred.append(
-                    mean_cosine(restored + shifts[name][missing], arrays[f"{missing}_emb"][rows])
-                )
+            if recentre:
+                shift = recentring_shift(arrays, splits, direction, restored_by(restorer, arrays, direction))
+                recentred.append(mean_cosine(restored + shift, arrays[f"{missing}_emb"][rows]))
     return raw, recentred
 
 
@@ -147,13 +147,8 @@ def main() -> None:
             f"| {name} | {steps} | {seconds} | " + " | ".join(f"{v:.3f}" for v in values) + " |", flush=True
         )
 
-    shifts = {
-        name: recentring_shifts(name, arrays, splits, (images, texts))
-        for name, (arrays, splits) in data.items()
-    }
-
     def rows(label: str, steps: str, seconds: str, restorer: Restorer, corpus_trained: bool) -> None:
-        raw, recentred = cosines(restorer, data, shifts if corpus_trained else None)
+        raw, recentred = cosines(restorer, data, corpus_trained)
         row(label, steps, seconds, raw)
         if corpus_trained:
             row(f"{label}, recentred", steps, seconds, recentred)
@@ -165,7 +160,7 @@ def main() -> None:
             values = []
             for arrays, splits in data.values():
                 restorer = build_restorer(name, settings, arrays, splits, None, None)
-                values += cosines(restorer, {"one": (arrays, splits)}, None)[0]
+                values += cosines(restorer, {"one": (arrays, splits)}, False)[0]
             row(name, "", "", values)
             continue
         restorer = build_restorer(name, settings, arrays, splits, (images, texts), None)

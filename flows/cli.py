@@ -226,7 +226,7 @@ def restore(
         bool | None,
         typer.Option(
             "--recentre/--no-recentre",
-            help="dit, knn, regression: move the output from the corpus mean to the downstream train mean.",
+            help="dit, knn, regression: add swap_gap's correction, fitted on the downstream train split.",
         ),
     ] = None,
 ) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +22,10 @@ from pipeline.errors import ConfigError
 from pipeline.hashing import content_id
 from pipeline.masks import MissingType, draw_masks, mask_name
 from pipeline.restorers import (
+    DIRECTIONS,
     RESTORER_NAMES,
     DiffusionRestorer,
+    Direction,
     KnnRestorer,
     MeanRestorer,
     OracleRestorer,
@@ -32,6 +35,7 @@ from pipeline.restorers import (
     SwapRestorer,
     ZeroRestorer,
     mean_cosine,
+    missing_and_available,
 )
 from pipeline.training.restorer import TrainConfig, TrainResult, load_restorer_models, train_restorer
 from pipeline.version import code_version
@@ -63,8 +67,9 @@ class RestoreSettings(BaseModel):
     # estimate of E[x0 | c], and at S = 1 that is what it restores, without the noise a finite
     # model's estimate picks up from a random z_T (BENCHMARKS.md, restorer quality).
     temperature: float = Field(1.0, ge=0, le=1)
-    # dit, knn, regression: move the output from the corpus mean of the missing modality to the
-    # downstream train mean (`RecentredRestorer`); off = the paper's zero-shot restoration.
+    # dit, knn, regression: add swap_gap's correction to the output, so that its mean on the
+    # downstream train rows is the missing modality's mean there (`recentring_shift`); off = the
+    # paper's zero-shot restoration.
     recentre: bool = False
 
     @model_validator(mode="after")
@@ -184,24 +189,53 @@ def build_restorer(
         )  # fmt: skip
     if not settings.recentre:
         return restorer
-    shifts = recentring_shifts(name, features, splits, corpus)
+    shifts = {
+        missing_and_available(direction)[0]: recentring_shift(
+            features, splits, direction, restored_by(restorer, features, direction)
+        )
+        for direction in DIRECTIONS
+    }
     return RecentredRestorer(restorer, shifts["image"], shifts["text"])
 
 
-def recentring_shifts(
-    name: str,
+def restored_by(
+    restorer: Restorer, features: dict[str, np.ndarray], direction: Direction
+) -> Callable[[np.ndarray], np.ndarray]:
+    """`recentring_shift`'s restore_rows: the restorer run on those rows' available features."""
+    available = missing_and_available(direction)[1]
+    return lambda rows: restorer.restore(features[f"{available}_emb"][rows], direction, rows)
+
+
+def recentring_shift(
     features: dict[str, np.ndarray],
     splits: np.ndarray,
-    corpus: tuple[np.ndarray, np.ndarray] | None,
-) -> dict[str, np.ndarray]:
-    """Per modality: its downstream train mean minus its corpus mean (what recentring adds)."""
-    if corpus is None:
-        raise ConfigError(f"recentring {name} needs the corpus it was trained on: pass --corpus")
-    target = train_means(features, splits)
-    return {
-        modality: target[modality] - paired.mean(axis=0)
-        for modality, paired in zip(("image", "text"), corpus, strict=True)
-    }
+    direction: Direction,
+    restore_rows: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """What recentring adds to a restorer's output in `direction`: the downstream train mean of
+    the missing modality minus the restorer's mean output on the train rows it restores from.
+
+    It is `swap_gap`'s correction for a learned restorer (`swap`, the available feature as it
+    is, recentred this way is `swap_gap`), and it takes what `swap_gap` takes: each modality's
+    train features as the mask leaves them, unpaired. Subtracting the restorer's own mean output
+    rather than its corpus's mean leaves alone what the restorer already adapts to (downstream
+    images of other objects than the corpus's restore to other captions) and corrects only the
+    offset it cannot see, such as caption templates the corpus never used.
+    `restore_rows(rows)` restores the available features of those store rows.
+    """
+    missing, available = missing_and_available(direction)
+    train = splits == "train"
+    sources = np.flatnonzero(train & features[f"{available}_present"])
+    targets = train & features[f"{missing}_present"]
+    if not len(sources) or not targets.any():
+        raise ConfigError(
+            f"recentring {direction} needs train rows with a {available} feature and rows with a "
+            f"{missing} feature, and the mask leaves none: lower the missing rate or pass --no-recentre"
+        )
+    restored_mean = restore_rows(sources).astype(np.float64).mean(axis=0)
+    return (features[f"{missing}_emb"][targets].astype(np.float64).mean(axis=0) - restored_mean).astype(
+        np.float32
+    )
 
 
 def masks_for(
@@ -262,17 +296,11 @@ def restore(
     unshifted = settings.model_copy(update={"recentre": False})
 
     @functools.cache
-    def corpus_features() -> tuple[np.ndarray, np.ndarray] | None:
-        wants = name in ("knn", "regression") or (name == "dit" and settings.recentre)
-        return corpus_pairs(root, corpus, encoder_id)[:2] if corpus and wants else None
-
-    @functools.cache
     def restorer() -> Restorer:  # built on first use: a per-row restorer may find every row stored
-        return build_restorer(name, unshifted, available, splits, corpus_features(), trained, device)
-
-    @functools.cache
-    def shifts() -> dict[str, np.ndarray]:  # this mask's recentring, for both directions
-        return recentring_shifts(name, available, splits, corpus_features())
+        fitted_on = (
+            corpus_pairs(root, corpus, encoder_id)[:2] if corpus and name in ("knn", "regression") else None
+        )
+        return build_restorer(name, unshifted, available, splits, fitted_on, trained, device)
 
     filled = {"image_emb": features["image_emb"].copy(), "text_emb": features["text_emb"].copy()}
     restored = {
@@ -301,8 +329,8 @@ def restore(
                                          "seconds": time.perf_counter() - sampling_started})  # fmt: skip
             filled[target][rows] = every_row[rows]
             if settings.recentre:
-                missing = target.removesuffix("_emb")
-                filled[target][rows] += shifts()[missing]
+                stored_rows = functools.partial(np.take, every_row, axis=0)
+                filled[target][rows] += recentring_shift(available, splits, direction, stored_rows)
         elif len(rows):
             filled[target][rows] = restorer().restore(features[source][rows], direction, rows)  # type: ignore[arg-type]
         for split in np.unique(splits):

@@ -21,6 +21,7 @@ from torch import nn
 from pipeline.diffusion.core import DiffusionConfig, Sampler, from_diffusion_space, sample, to_diffusion_space
 
 Direction = Literal["i2t", "t2i"]
+DIRECTIONS: tuple[Direction, ...] = ("i2t", "t2i")
 RESTORER_NAMES = ("dit", "zero", "mean", "swap", "swap_gap", "knn", "regression", "oracle")
 
 

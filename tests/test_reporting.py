@@ -153,10 +153,11 @@ def test_the_reference_dit_samples_as_configured(tmp_path: Path) -> None:
 
 
 def test_the_report_takes_its_reference_dit_from_the_config(tmp_path: Path) -> None:
-    """The demo restores from the noise's mean (T0); a config that draws from N(0, I) picks the
-    T1 evaluations instead. The report command and the report flow read the sampling from it."""
+    """The demo restores from the noise's mean (T0), recentred; a config that draws from N(0, I)
+    without recentring picks those evaluations instead. The report command and the report flow
+    read the sampling from it."""
     store = tmp_path / "store"
-    keys = {0.0: "dit-gating-s2-0123456789ab-S1-ddim-clip5-T0-seed0",
+    keys = {0.0: "dit-gating-s2-0123456789ab-S1-ddim-clip5-T0-rc-seed0",
             1.0: "dit-gating-s2-0123456789ab-S1-ddim-clip5-seed0"}  # fmt: skip
     for temperature, value in ((0.0, 0.30), (1.0, 0.50)):
         for seed in (0, 1):
@@ -170,7 +171,7 @@ def test_the_report_takes_its_reference_dit_from_the_config(tmp_path: Path) -> N
             append_metrics(str(store), run, {"f1_macro": value})
     one_draw = tmp_path / "one-draw.json"
     one_draw.write_text('{"restore": {"steps": 1, "temperature": 1.0}}')
-    assert DitSampling.from_settings(load_config(None).restore) == DitSampling(1, False, 0.0)
+    assert DitSampling.from_settings(load_config(None).restore) == DitSampling(1, True, 0.0)
     for config, expected in ((None, "| dit | 30.00 ± 0.00 |"), (str(one_draw), "| dit | 50.00 ± 0.00 |")):
         markdown = write_report(str(store), 0.7, config=config)["tables"]["0.7"]
         assert expected in markdown, markdown

@@ -7,17 +7,27 @@ import pytest
 import torch
 
 from pipeline.diffusion.core import DiffusionConfig
+from pipeline.errors import ConfigError
 from pipeline.models.dit import ConditionalDiT, DiTConfig
-from pipeline.restoration import RestoreSettings, build_restorer, restorer_key, train_means
+from pipeline.restoration import (
+    RestoreSettings,
+    build_restorer,
+    recentring_shift,
+    restored_by,
+    restorer_key,
+    train_means,
+)
 from pipeline.restorers import (
     DiffusionRestorer,
     KnnRestorer,
     MeanRestorer,
     OracleRestorer,
+    RecentredRestorer,
     RegressionRestorer,
     SwapRestorer,
     ZeroRestorer,
     mean_cosine,
+    missing_and_available,
 )
 
 CONFIG = DiTConfig(feature_dim=16, n_tokens=4, width=16, depth=2, heads=2)
@@ -152,22 +162,58 @@ def test_statistics_come_only_from_train_features_the_protocol_leaves() -> None:
     np.testing.assert_allclose(restored[0], means["text"], rtol=1e-6)
 
 
-def test_recentring_moves_a_corpus_restorer_from_the_corpus_mean_to_the_train_mean() -> None:
+def test_recentring_moves_a_restorers_mean_output_on_the_train_rows_to_the_train_mean() -> None:
     features, splits = _downstream(40)
+    features["image_present"][[0, 2]] = False  # train rows the mask left without an image
+    features["text_present"][[4, 6, 8]] = False  # and without a text
     corpus = (_features(60), _features(61)[1:])
     rows = np.arange(40)
     raw = build_restorer("knn", RestoreSettings(knn_k=3), features, splits, corpus, None)
     recentred = build_restorer("knn", RestoreSettings(knn_k=3, recentre=True), features, splits, corpus, None)
-    shift = train_means(features, splits)["text"] - corpus[1].mean(axis=0)
+    sources = np.flatnonzero((splits == "train") & features["image_present"])
+    restored_train = raw.restore(features["image_emb"][sources], "i2t", sources)
+    shift = train_means(features, splits)["text"] - restored_train.mean(axis=0)
     out_raw = raw.restore(features["image_emb"], "i2t", rows)
     out_recentred = recentred.restore(features["image_emb"], "i2t", rows)
-    np.testing.assert_allclose(out_recentred - out_raw, np.broadcast_to(shift, out_raw.shape), atol=1e-6)
+    np.testing.assert_allclose(out_recentred - out_raw, np.broadcast_to(shift, out_raw.shape), atol=1e-5)
+    # On the rows it was fitted on, the recentred output has the train mean.
+    np.testing.assert_allclose(out_recentred[sources].mean(axis=0), train_means(features, splits)["text"],
+                               atol=1e-5)  # fmt: skip
     assert restorer_key("knn", RestoreSettings(recentre=True), None) == "knn-k10-rc"
     # Restorers fitted on the downstream data already sit at its mean: recentring leaves them be.
     mean_rc = build_restorer("mean", RestoreSettings(recentre=True), features, splits, corpus, None)
     assert restorer_key("mean", RestoreSettings(recentre=True), None) == "mean"
     np.testing.assert_allclose(mean_rc.restore(features["image_emb"][:1], "i2t", [0])[0],
                                train_means(features, splits)["text"], rtol=1e-6)  # fmt: skip
+
+
+def test_swap_recentred_is_swap_gap() -> None:
+    """Recentring is swap_gap's correction: the available feature as it is, recentred, is swap_gap."""
+    features, splits = _downstream(40)
+    features["image_present"][[0, 2]] = False
+    features["text_present"][[4, 6]] = False
+    swap = SwapRestorer()
+    shifts = {
+        missing_and_available(direction)[0]: recentring_shift(
+            features, splits, direction, restored_by(swap, features, direction)
+        )
+        for direction in ("i2t", "t2i")
+    }
+    recentred = RecentredRestorer(swap, shifts["image"], shifts["text"])
+    swap_gap = build_restorer("swap_gap", RestoreSettings(), features, splits, None, None)
+    rows = np.arange(40)
+    for direction in ("i2t", "t2i"):
+        available = features[f"{missing_and_available(direction)[1]}_emb"]
+        np.testing.assert_allclose(recentred.restore(available, direction, rows),
+                                   swap_gap.restore(available, direction, rows), atol=1e-5)  # fmt: skip
+
+
+def test_recentring_without_train_rows_of_the_missing_modality_says_so() -> None:
+    features, splits = _downstream(20)
+    features["text_present"][splits == "train"] = False
+    corpus = (_features(60), _features(61)[1:])
+    with pytest.raises(ConfigError, match=r"recentring i2t needs train rows .* --no-recentre"):
+        build_restorer("knn", RestoreSettings(knn_k=3, recentre=True), features, splits, corpus, None)
 
 
 def test_the_restorer_key_names_the_starting_temperature_and_the_ablations_read_it(tmp_path) -> None:
