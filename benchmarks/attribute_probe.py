@@ -16,7 +16,8 @@ means the restorer carried that attribute over. Three groups of rows:
         [--trained STORE/restorers/ID] [--config demo]
 
 STORE is a store `mmr-pipeline run` filled; `dit` restores with `--trained` (default: the
-store's only trained restorer) as the config's restore settings say.
+store's only trained restorer) as the config's restore settings say, except that no restorer
+is recentred: the probes are fitted on corpus features, in the corpus's frame.
 """
 
 from __future__ import annotations
@@ -120,7 +121,8 @@ def main() -> None:
                 if args.trained
                 else RestorerStore(args.store, list_names(f"{args.store}/restorers")[0])
             )
-        restorer: Restorer = build_restorer(name, config.restore, arrays, splits, corpus, trained)
+        zero_shot = config.restore.model_copy(update={"recentre": False})  # the probes' frame: the corpus's
+        restorer: Restorer = build_restorer(name, zero_shot, arrays, splits, corpus, trained)
         restored = {  # both i2t groups read one restoration
             direction: restorer.restore(
                 arrays[f"{missing_and_available(direction)[1]}_emb"][rows], direction, rows

@@ -38,13 +38,12 @@ from sklearn.preprocessing import StandardScaler
 from pipeline.evaluation import label_targets
 from pipeline.metrics import task_scores
 from pipeline.restoration import CORPUS_RESTORERS, RestoreSettings, build_restorer, corpus_pairs
-from pipeline.restorers import Restorer, missing_and_available
+from pipeline.restorers import DIRECTIONS, Restorer, missing_and_available
 from stores.feature_store import FeatureStore
 from stores.fs import list_names
 from stores.restoration_store import RestoredRows
 
 DOWNSTREAM = ("demo-cls", "demo-tags")
-DIRECTIONS = ("i2t", "t2i")
 
 
 def probe_score(

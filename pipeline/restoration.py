@@ -230,7 +230,8 @@ def recentring_shift(
     if not len(sources) or not targets.any():
         raise ConfigError(
             f"recentring {direction} needs train rows with a {available} feature and rows with a "
-            f"{missing} feature, and the mask leaves none: lower the missing rate or pass --no-recentre"
+            f"{missing} feature, and the mask leaves none: lower the missing rate, or turn recentring off "
+            '(`restore --no-recentre`, or "recentre": false in the "restore" section of a --config file)'
         )
     restored_mean = restore_rows(sources).astype(np.float64).mean(axis=0)
     return (features[f"{missing}_emb"][targets].astype(np.float64).mean(axis=0) - restored_mean).astype(
@@ -290,7 +291,7 @@ def restore(
     image_missing = masks.column("image_missing").to_numpy() | ~features["image_present"]
     text_missing = masks.column("text_missing").to_numpy() | ~features["text_present"]
     # What the protocol leaves: a train feature that the mask removes fits no statistic.
-    available = {**features, "image_present": ~image_missing, "text_present": ~text_missing}
+    left = {**features, "image_present": ~image_missing, "text_present": ~text_missing}
     # Every mask shares one array of a per-row restorer's rows, restored as trained; the
     # recentring depends on the mask (its train rows), so it is added per mask, after selection.
     unshifted = settings.model_copy(update={"recentre": False})
@@ -300,7 +301,7 @@ def restore(
         fitted_on = (
             corpus_pairs(root, corpus, encoder_id)[:2] if corpus and name in ("knn", "regression") else None
         )
-        return build_restorer(name, unshifted, available, splits, fitted_on, trained, device)
+        return build_restorer(name, unshifted, left, splits, fitted_on, trained, device)
 
     filled = {"image_emb": features["image_emb"].copy(), "text_emb": features["text_emb"].copy()}
     restored = {
@@ -330,7 +331,7 @@ def restore(
             filled[target][rows] = every_row[rows]
             if settings.recentre:
                 stored_rows = functools.partial(np.take, every_row, axis=0)
-                filled[target][rows] += recentring_shift(available, splits, direction, stored_rows)
+                filled[target][rows] += recentring_shift(left, splits, direction, stored_rows)
         elif len(rows):
             filled[target][rows] = restorer().restore(features[source][rows], direction, rows)  # type: ignore[arg-type]
         for split in np.unique(splits):

@@ -138,9 +138,10 @@ class RegressionRestorer:
 
 
 class RecentredRestorer:
-    """A corpus-trained restorer whose output is moved from the corpus mean of the missing
-    modality to the downstream train mean: the target domain's first moment, the statistic that
-    `mean` and `swap_gap` are fitted on, so that every restorer sees the same downstream data."""
+    """A corpus-trained restorer plus a constant shift per missing modality: swap_gap's
+    correction (`pipeline.restoration.recentring_shift`), fitted on the downstream train
+    features that `mean` and `swap_gap` are fitted on, so that every restorer sees the same
+    downstream data."""
 
     def __init__(self, inner: Restorer, shift_image: np.ndarray, shift_text: np.ndarray) -> None:
         self.inner, self.name = inner, inner.name

@@ -10,7 +10,7 @@ import numpy as np
 
 from pipeline.data.demo import DemoAdapter, DemoConfig
 from pipeline.encoders.frozen import FrozenEncoder
-from pipeline.restoration import RestoreSettings, restore, train_means
+from pipeline.restoration import RestoreSettings, build_restorer, corpus_pairs, restore, train_means
 from stores.feature_store import FeatureStore
 from stores.restoration_store import RestoredRows
 
@@ -47,3 +47,33 @@ def test_each_mask_recentres_the_shared_rows_on_its_own_train_features(
         )
         shifts.append(shift)
     assert np.abs(shifts[0] - shifts[1]).max() > 1e-4  # other masks leave other train features
+
+
+def test_the_restore_step_recentres_as_build_restorer_does_on_the_features_the_mask_leaves(
+    tmp_path: Path, run_extract: Callable, tiny_encoder: FrozenEncoder
+) -> None:
+    """A `both` mask removes some train images and some train texts: the shared-rows path of the
+    restore step must fit each direction's shift on those, as `build_restorer` does."""
+    demo = DemoConfig(corpus_size=24, train_size=16, val_size=4, test_size=8, image_size=16)
+    for name in ("demo-corpus", "demo-tags"):
+        run_extract(DemoAdapter(name, demo))
+    root, encoder_id = str(tmp_path / "store"), tiny_encoder.encoder_id
+    store = FeatureStore(root, "demo-tags", encoder_id)
+    features = store.read_arrays()
+    splits = np.asarray(store.read_samples().column("split").to_pylist())
+    settings = RestoreSettings(knn_k=3, recentre=True)
+    filled = restore(root, "demo-tags", encoder_id, "knn", 0.5, "both", 0, settings, corpus="demo-corpus")
+    filled = filled.store.read()
+    train = splits == "train"
+    assert (filled["image_restored"] & train).any() and (filled["text_restored"] & train).any()
+    left = {
+        **features,
+        "image_present": features["image_present"] & ~filled["image_restored"],
+        "text_present": features["text_present"] & ~filled["text_restored"],
+    }
+    corpus = corpus_pairs(root, "demo-corpus", encoder_id)[:2]
+    expected = build_restorer("knn", settings, left, splits, corpus, None)
+    for direction, missing, available in (("i2t", "text", "image"), ("t2i", "image", "text")):
+        rows = np.flatnonzero(filled[f"{missing}_restored"])
+        want = expected.restore(features[f"{available}_emb"][rows], direction, rows)  # type: ignore[arg-type]
+        np.testing.assert_allclose(filled[f"{missing}_emb"][rows], want, atol=2e-3)
