@@ -24,7 +24,8 @@ StoreOption = Annotated[
     typer.Option(help="Store root: a directory or fsspec URL (s3://bucket/prefix). Env: MMR_STORE."),
 ]
 ConfigOption = Annotated[
-    str | None, typer.Option(help="Named preset in configs/ (demo, demo-small) or a JSON file.")
+    str | None,
+    typer.Option(help="Named preset in configs/ (demo, demo-small, paper) or a JSON file of overrides."),
 ]
 
 

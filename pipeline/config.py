@@ -2,13 +2,15 @@
 
 Named presets are JSON files in the repository's `configs/` folder (`demo`, `demo-small`...),
 the way open_clip names its model configs; `--config` takes a preset name or a file path.
-A preset holds only what differs from the defaults.
+A preset holds only what differs from the defaults (the demo's), at any depth: a file with
+{"restore": {"knn_k": 30}} changes k and keeps the demo's other restore settings.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -80,11 +82,23 @@ def load_config(name_or_path: str | None) -> PipelineConfig:
             f"no config {name_or_path!r}: pass a JSON file path or one of {', '.join(preset_names())}"
         )
     try:
-        return PipelineConfig.model_validate(json.loads(path.read_text()))
+        overrides = json.loads(path.read_text())
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"config {path} is invalid: it must hold a JSON object: fix the file")
+        return PipelineConfig.model_validate(merged(PipelineConfig().model_dump(mode="json"), overrides))
     except (json.JSONDecodeError, ValidationError) as error:
         first = str(error).splitlines()
         detail = " ".join(first[:3]) if first else type(error).__name__
         raise ConfigError(f"config {path} is invalid: {detail}: fix the file") from None
+
+
+def merged(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`defaults` with `overrides` laid over it, section by section (objects merge, values replace)."""
+    out = dict(defaults)
+    for key, value in overrides.items():
+        below = out.get(key)
+        out[key] = merged(below, value) if isinstance(below, dict) and isinstance(value, dict) else value
+    return out
 
 
 def training_config(

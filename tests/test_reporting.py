@@ -170,7 +170,7 @@ def test_the_report_takes_its_reference_dit_from_the_config(tmp_path: Path) -> N
             }
             append_metrics(str(store), run, {"f1_macro": value})
     one_draw = tmp_path / "one-draw.json"
-    one_draw.write_text('{"restore": {"steps": 1, "temperature": 1.0}}')
+    one_draw.write_text('{"restore": {"temperature": 1.0, "recentre": false}}')  # S = 1, the demo's
     assert DitSampling.from_settings(load_config(None).restore) == DitSampling(1, True, 0.0)
     for config, expected in ((None, "| dit | 30.00 ± 0.00 |"), (str(one_draw), "| dit | 50.00 ± 0.00 |")):
         markdown = write_report(str(store), 0.7, config=config)["tables"]["0.7"]
