@@ -1,7 +1,8 @@
 """Prefect tasks: one thin call into `pipeline.steps` each, passing ids and paths.
 
 Caching is by content. A task's cache key hashes its name, its inputs (the run spec, the
-upstream artefact ids, the parameters) and the code version; the cache records live under the
+upstream artefact ids, the parameters), the settings the run spec's config resolves to, and the
+code version; the cache records live under the
 store (`{store}/.prefect/results`) next to the artefacts they stand for, so a hit holds across
 processes, machines and a restarted server, and wiping the store forgets both together.
 Every step is also idempotent on its own (it finds its committed artefact in the store), so a
@@ -27,7 +28,8 @@ from stores.fs import is_local
 
 
 class StoreContentKey(CachePolicy):
-    """Key = hash(task name, inputs, code version): the content id of the task's artefact."""
+    """Key = hash(task name, inputs, the run spec's resolved settings, code version): the
+    content id of the task's artefact."""
 
     def compute_key(
         self,
@@ -36,7 +38,14 @@ class StoreContentKey(CachePolicy):
         flow_parameters: dict[str, Any],
         **kwargs: Any,
     ) -> str | None:
-        return f"{task_ctx.task.name}-{content_id(inputs, code_version(), length=24)}"
+        # A config file's path says nothing of its content: the settings it resolves to enter the
+        # key, so an edited file is not answered from the records of its earlier content.
+        settings = [
+            value.settings().model_dump(mode="json")
+            for value in inputs.values()
+            if isinstance(value, RunSpec)
+        ]
+        return f"{task_ctx.task.name}-{content_id(inputs, settings, code_version(), length=24)}"
 
 
 @functools.cache

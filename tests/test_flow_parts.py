@@ -31,6 +31,16 @@ def test_cache_keys_follow_the_inputs_and_the_code_version(monkeypatch: pytest.M
     assert key != _key("restore", spec=spec, dataset="demo-cls", restorer_id="dit-a")
 
 
+def test_an_edited_config_file_changes_the_cache_keys(tmp_path) -> None:
+    config = tmp_path / "mine.json"
+    config.write_text('{"restore": {"knn_k": 10}}')
+    spec = RunSpec(store="/s", config=str(config))
+    key = _key("restore", spec=spec, dataset="demo-cls")
+    assert key == _key("restore", spec=spec, dataset="demo-cls")
+    config.write_text('{"restore": {"knn_k": 30}}')  # same path, other settings
+    assert key != _key("restore", spec=spec, dataset="demo-cls")
+
+
 def test_threads_by_default_and_a_clear_error_without_prefect_dask(monkeypatch: pytest.MonkeyPatch) -> None:
     runner = task_runner(workers=3)
     assert isinstance(runner, ThreadPoolTaskRunner) and runner._max_workers == 3
