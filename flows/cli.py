@@ -159,6 +159,14 @@ StepsOption = Annotated[int | None, typer.Option(help="Sampling steps S for dit.
 CorpusOption = Annotated[str, typer.Option(help="The mid-stage corpus the restorers learn from.")]
 CorpusRootOption = Annotated[str | None, typer.Option(help="Raw corpus folder (not needed for demo).")]
 MissingTypeOption = Annotated[str, typer.Option(help="image, text or both.")]
+RecentreOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--recentre/--no-recentre",
+        help="dit, knn, regression: add swap_gap's correction, fitted on the downstream train split "
+        "(default: the config's; the demo's recentres).",
+    ),
+]
 RestorerOption = Annotated[
     str, typer.Option(help="dit, zero, mean, swap, swap_gap, knn, regression, oracle, a comma list, or all.")
 ]
@@ -223,13 +231,7 @@ def restore(
     variant: Annotated[str | None, typer.Option(help="DiT gating variant.")] = None,
     stages: Annotated[int | None, typer.Option(help="DiT training stages.")] = None,
     device: DeviceOption = "auto",
-    recentre: Annotated[
-        bool | None,
-        typer.Option(
-            "--recentre/--no-recentre",
-            help="dit, knn, regression: add swap_gap's correction, fitted on the downstream train split.",
-        ),
-    ] = None,
+    recentre: RecentreOption = None,
 ) -> None:
     """Fill masked modalities with a restorer and report cosine similarity to the truth."""
     _setup_logging()
@@ -262,6 +264,7 @@ def evaluate(
     pretrained: PretrainedOption = "demo",
     config: ConfigOption = None,
     device: DeviceOption = "auto",
+    recentre: RecentreOption = None,
 ) -> None:
     """Restore, train the decoder on the train split, score the test split, append the results."""
     _setup_logging()
@@ -272,7 +275,7 @@ def evaluate(
     decoder = load_config(config).decoder.model_copy(update={"seed": seed})
     for name, encoder_id, restoration in _restorations(
         dataset, root, missing_rate, missing_type, restorer, seed, steps, None, corpus, corpus_root,
-        store, model, pretrained, config, None, None, device,
+        store, model, pretrained, config, None, None, device, recentre,
     ):  # fmt: skip
         run_id, result = evaluate_restoration(store, name, encoder_id, restoration, decoder)
         scores = ", ".join(f"{metric} {value:.4f}" for metric, value in result.test_scores.items())

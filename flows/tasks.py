@@ -2,9 +2,9 @@
 
 Caching is by content. A task's cache key hashes its name, its inputs (the run spec, the
 upstream artefact ids, the parameters), the settings the run spec's config resolves to, and the
-code version; the cache records live under the
-store (`{store}/.prefect/results`) next to the artefacts they stand for, so a hit holds across
-processes, machines and a restarted server, and wiping the store forgets both together.
+code version; the cache records live under the store (`{store}/.prefect/results`) next to the
+artefacts they stand for, so a hit holds across processes, machines and a restarted server, and
+wiping the store forgets both together.
 Every step is also idempotent on its own (it finds its committed artefact in the store), so a
 remote store, where the records stay local, recomputes nothing either.
 """

@@ -229,9 +229,9 @@ def recentring_shift(
     targets = train & features[f"{missing}_present"]
     if not len(sources) or not targets.any():
         raise ConfigError(
-            f"recentring {direction} needs train rows with a {available} feature and rows with a "
-            f"{missing} feature, and the mask leaves none: lower the missing rate, or turn recentring off "
-            '(`restore --no-recentre`, or "recentre": false in the "restore" section of a --config file)'
+            f"recentring {direction} needs train rows with {available} features and rows with {missing} "
+            "features, and the mask leaves none: lower the missing rate, or turn recentring off "
+            '(--no-recentre on restore and evaluate, or "recentre": false under "restore" in a --config file)'
         )
     restored_mean = restore_rows(sources).astype(np.float64).mean(axis=0)
     return (features[f"{missing}_emb"][targets].astype(np.float64).mean(axis=0) - restored_mean).astype(

@@ -60,3 +60,11 @@ def test_evaluate_sql_and_report_on_the_store(warm_store: Path, tmp_path: Path) 
     assert CliRunner().invoke(app, ["report", "--store", str(store), "--config", "demo-small"]).exit_code == 0
     robustness = store / "reports" / "robustness-demo-cls-text.png"
     assert robustness.stat().st_mtime_ns != drawn["robustness-demo-cls-text.png"]
+
+    # --no-recentre: the paper's zero-shot DiT, a variant of its own beside the recentred one.
+    zero_shot = CliRunner().invoke(app, ["evaluate", *arguments, "--restorer", "dit", "--no-recentre"])
+    assert zero_shot.exit_code == 0, zero_shot.output
+    statement = "SELECT DISTINCT variant FROM metrics WHERE restorer = 'dit' ORDER BY 1"
+    result = CliRunner().invoke(app, ["sql", statement, "--store", str(store), "--format", "csv"])
+    variants = result.output.splitlines()[1:]
+    assert len(variants) == 2 and sum(v.endswith("-rc-seed0") for v in variants) == 1, variants

@@ -212,7 +212,9 @@ def test_recentring_without_train_rows_of_the_missing_modality_says_so() -> None
     features, splits = _downstream(20)
     features["text_present"][splits == "train"] = False
     corpus = (_features(60), _features(61)[1:])
-    with pytest.raises(ConfigError, match=r"recentring i2t needs train rows .* --no-recentre"):
+    with pytest.raises(
+        ConfigError, match=r"recentring i2t needs train rows .*--no-recentre on restore and evaluate"
+    ):
         build_restorer("knn", RestoreSettings(knn_k=3, recentre=True), features, splits, corpus, None)
 
 
