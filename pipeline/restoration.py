@@ -234,9 +234,7 @@ def recentring_shift(
             '(--no-recentre on restore and evaluate, or "recentre": false under "restore" in a --config file)'
         )
     restored_mean = restore_rows(sources).astype(np.float64).mean(axis=0)
-    return (features[f"{missing}_emb"][targets].astype(np.float64).mean(axis=0) - restored_mean).astype(
-        np.float32
-    )
+    return (train_means(features, splits)[missing] - restored_mean).astype(np.float32)
 
 
 def masks_for(
