@@ -296,11 +296,18 @@ def report(
     steps: Annotated[
         int | None, typer.Option(help="S of the DiT in the main table (default: the config's).")
     ] = None,
+    encoder_id: Annotated[
+        str | None,
+        typer.Option(help="Features' encoder, as the report names it (default: each dataset's newest)."),
+    ] = None,
 ) -> None:
-    """Write the benchmark tables (Markdown + CSV, the shape of the paper's Table 1) under the store."""
+    """Write the benchmark tables (Markdown + CSV, the shape of the paper's Table 1) under the store.
+
+    They show this code version's evaluations by the config's decoder recipe; the report says
+    how many others the store holds."""
     from pipeline.steps import write_report
 
-    written = write_report(store or default_store(), missing_rate, steps, config)
+    written = write_report(store or default_store(), missing_rate, steps, config, encoder_id)
     for markdown in written["tables"].values():
         typer.echo(markdown)
     for path in written["files"]:

@@ -228,13 +228,14 @@ def _score_rows(evaluations: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @flow(name="report")
 def report_flow(store: str | None = None, missing_rate: float | None = None, dit_steps: int | None = None,
-                config: str | None = None) -> dict[str, Any]:  # fmt: skip
+                config: str | None = None, encoder_id: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Write the benchmark tables and figures under the store; publish the table as an artifact.
 
-    `config` names the preset the benchmark ran with: the main table's DiT is the one sampled
-    as that config samples.
+    `config` names the preset the benchmark ran with: the tables show evaluations by its decoder
+    recipe, and their DiT is the one sampled as it samples. `encoder_id`: the features' encoder
+    (None: per dataset, the encoder of its newest evaluation).
     """
-    written = steps.write_report((store or default_store()), missing_rate, dit_steps, config)
+    written = steps.write_report((store or default_store()), missing_rate, dit_steps, config, encoder_id)
     for eta, markdown in written["tables"].items():
         create_markdown_artifact(markdown, key=f"benchmark-eta{round(float(eta) * 100)}",
                                  description=f"Benchmark at missing rate {eta}")  # fmt: skip
@@ -275,6 +276,8 @@ def benchmark_flow(datasets: list[str] | None = None, missing_rates: list[float]
     logger.info("%d evaluations (%d computed, %d found in the store)", len(evaluations), fresh,
                 len(evaluations) - fresh)  # fmt: skip
     create_table_artifact(_score_rows(evaluations), key="benchmark-scores", description="Every evaluation")
-    written = report_flow(store=spec.store, missing_rate=None, dit_steps=steps, config=config)
+    written = report_flow(
+        store=spec.store, missing_rate=None, dit_steps=steps, config=config, encoder_id=encoder_id
+    )
     return {"encoder_id": encoder_id, "training": training, "evaluations": len(evaluations),
             "computed": fresh, **written}  # fmt: skip

@@ -22,6 +22,7 @@ from stores.results_store import query
 
 if TYPE_CHECKING:
     from pipeline.restoration import RestoreSettings
+    from pipeline.selection import Selection
 
 # DDIM keys only (other solvers are variants of their own), with their starting-noise
 # temperature, draws and recentring.
@@ -79,10 +80,17 @@ def parse_variant(key: str) -> DitVariant | None:
     )
 
 
-def reference_steps(root: str, configured: int | None, sampling: DitSampling = SINGLE_DRAW) -> int | None:
-    """S of the reference DiT (gating, both stages, `sampling`): the configured S when the store
-    has it, else the most evaluated S (ties: the smaller)."""
-    _, rows = query(root, "SELECT variant, count(*) FROM metrics WHERE restorer = 'dit' GROUP BY variant")
+def reference_steps(
+    root: str, selection: Selection, configured: int | None, sampling: DitSampling = SINGLE_DRAW
+) -> int | None:
+    """S of the reference DiT (gating, both stages, `sampling`): the configured S when the
+    selected evaluations have it, else their most evaluated S (ties: the smaller)."""
+    where, parameters = selection.where()
+    _, rows = query(
+        root,
+        f"SELECT variant, count(*) FROM metrics WHERE restorer = 'dit' AND {where} GROUP BY variant",
+        parameters,
+    )
     counts: Counter = Counter()
     for key, n in rows:
         variant = parse_variant(key)
@@ -102,35 +110,39 @@ def is_reference(key: str, steps: int | None, sampling: DitSampling = SINGLE_DRA
     )
 
 
-def _dit_scores(root: str, eta: float, metrics: dict[str, str]) -> dict[tuple, list[float]]:
+def _dit_scores(
+    root: str, eta: float, selection: Selection, metrics: dict[str, str]
+) -> dict[tuple, list[float]]:
     """(dataset, missing type, variant key) -> headline values over seeds (latest run per seed)."""
     scores: dict[tuple, list[float]] = defaultdict(list)
     for dataset, metric in metrics.items():
+        where, parameters = selection.where(dataset)
         _, rows = query(
             root,
-            """SELECT missing_type, variant, seed, arg_max(value, timestamp) FROM metrics
-               WHERE restorer = 'dit' AND dataset = ? AND metric = ? AND abs(eta - ?) < 1e-9
+            f"""SELECT missing_type, variant, seed, arg_max(value, timestamp) FROM metrics
+               WHERE restorer = 'dit' AND {where} AND metric = ? AND abs(eta - ?) < 1e-9
                GROUP BY missing_type, variant, seed""",
-            [dataset, metric, eta],
+            [*parameters, metric, eta],
         )
         for missing_type, key, _, value in rows:
             scores[(dataset, missing_type, key)].append(value)
     return scores
 
 
-def sampling_ms_per_sample(root: str, dataset: str, key: str) -> float | None:
+def sampling_ms_per_sample(root: str, dataset: str, encoder_id: str, key: str) -> float | None:
     """Wall milliseconds per restored sample when the DiT sampled every row (local stores)."""
-    timings = [json.loads(path.read_text())
-               for path in Path(root).glob(f"restorations/{dataset}/*/{key}/all-rows/*.json")]  # fmt: skip
+    folder = Path(root) / "restorations" / dataset / encoder_id / key / "all-rows"
+    timings = [json.loads(path.read_text()) for path in folder.glob("*.json")]
     rows = sum(timing["rows"] for timing in timings)
     return 1000 * sum(timing["seconds"] for timing in timings) / rows if rows else None
 
 
-def ablation_tables(root: str, eta: float, metrics: dict[str, str], columns: list[tuple[str, str]],
-                    steps: int | None, sampling: DitSampling = SINGLE_DRAW) -> str:  # fmt: skip
+def ablation_tables(root: str, eta: float, selection: Selection, metrics: dict[str, str],
+                    columns: list[tuple[str, str]], steps: int | None,
+                    sampling: DitSampling = SINGLE_DRAW) -> str:  # fmt: skip
     """Markdown: gating variants, base vs mutual learning, and sampling steps vs score and time,
-    each over evaluations that sampled as the reference does (`sampling`)."""
-    scores = _dit_scores(root, eta, metrics)
+    each over the selected evaluations that sampled as the reference does (`sampling`)."""
+    scores = _dit_scores(root, eta, selection, metrics)
     variants = {key: parse_variant(key) for _, _, key in scores}
     variants = {key: v for key, v in variants.items() if v and sampling.matches(v)}
     header = [f"{dataset} {missing}" for dataset, missing in columns]
@@ -153,7 +165,10 @@ def ablation_tables(root: str, eta: float, metrics: dict[str, str], columns: lis
                 spread = f" ± {100 * np.std(values, ddof=1):.2f}" if len(values) > 1 else ""
                 cells.append(f"{100 * np.mean(values):.2f}{spread}" if values else "—")
             if extra:
-                timings = [sampling_ms_per_sample(root, dataset, key) for dataset in dict(columns)]
+                encoders = dict(selection.encoders)
+                timings = [
+                    sampling_ms_per_sample(root, dataset, encoders[dataset], key) for dataset in dict(columns)
+                ]
                 known = [t for t in timings if t is not None]
                 cells.append(f"{np.mean(known):.2f}" if known else "—")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")

@@ -45,6 +45,10 @@ class DecoderTraining(BaseModel):
     batch_size: int = Field(64, ge=1)
     seed: int = 0
 
+    def recipe_id(self) -> str:
+        """Content id of the recipe without its seed: the seeds of one benchmark cell share it."""
+        return "dec-" + content_id(self.model_dump(mode="json", exclude={"seed"}), length=12)
+
 
 @dataclass
 class EvaluationResult:
@@ -231,6 +235,7 @@ def evaluate_restoration(
         "sampling_steps": manifest["settings"]["steps"] if manifest["restorer"] == "dit" else None,
         "restore_seconds": manifest["seconds"],
         "evaluate_seconds": result.seconds,
+        "decoder_id": config.recipe_id(),
         "config_hash": content_id(config, manifest["settings"], manifest["restorer_key"]),
         "code_version": code_version(),
     }

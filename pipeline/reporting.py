@@ -26,6 +26,7 @@ from pipeline.diffusion.core import to_diffusion_space
 from pipeline.hashing import content_id
 from pipeline.metrics import gap_closed
 from pipeline.restorers import RESTORER_NAMES
+from pipeline.selection import Selection
 from pipeline.training.restorer import load_restorer_models
 from pipeline.version import code_version
 from stores.feature_store import FeatureStore
@@ -49,9 +50,10 @@ class Cell:
         return f"{self.mean * scale:{'+z' if signed else 'z'}.2f}{spread}"
 
 
-def headline_metrics(root: str) -> dict[str, str]:
-    """The headline metric of each evaluated dataset."""
-    _, rows = query(root, "SELECT DISTINCT dataset, metric FROM metrics")
+def headline_metrics(root: str, selection: Selection) -> dict[str, str]:
+    """The headline metric of each selected dataset."""
+    where, parameters = selection.where()
+    _, rows = query(root, f"SELECT DISTINCT dataset, metric FROM metrics WHERE {where}", parameters)
     reported: dict[str, set[str]] = defaultdict(set)
     for dataset, metric in rows:
         reported[dataset].add(metric)
@@ -60,9 +62,13 @@ def headline_metrics(root: str) -> dict[str, str]:
 
 
 def seed_scores(
-    root: str, eta: float, dit_steps: int | None = None, sampling: DitSampling = SINGLE_DRAW
+    root: str,
+    eta: float,
+    selection: Selection,
+    dit_steps: int | None = None,
+    sampling: DitSampling = SINGLE_DRAW,
 ) -> dict[tuple[str, str, str], dict[int, float]]:
-    """(restorer, dataset, missing type) -> {seed: headline metric} at eta.
+    """(restorer, dataset, missing type) -> {seed: headline metric} at eta, of the selected evaluations.
 
     When one (restorer, dataset, type, seed) was evaluated more than once, its latest run counts.
     Of the DiT variants only the reference counts: gating, both stages, S = `dit_steps` (None:
@@ -71,17 +77,18 @@ def seed_scores(
     both variants' seeds would mix two restorers.
     """
     by_variant: dict[tuple[str, str, str, str], dict[int, float]] = defaultdict(dict)
-    steps = reference_steps(root, dit_steps, sampling)
-    for dataset, metric in headline_metrics(root).items():
+    steps = reference_steps(root, selection, dit_steps, sampling)
+    for dataset, metric in headline_metrics(root, selection).items():
+        where, parameters = selection.where(dataset)
         _, rows = query(
             root,
-            """
+            f"""
             SELECT restorer, variant, missing_type, seed, arg_max(value, timestamp)
             FROM metrics
-            WHERE dataset = ? AND metric = ? AND abs(eta - ?) < 1e-9
+            WHERE {where} AND metric = ? AND abs(eta - ?) < 1e-9
             GROUP BY restorer, variant, missing_type, seed
             """,
-            [dataset, metric, eta],
+            [*parameters, metric, eta],
         )
         for restorer, variant, missing_type, seed, value in rows:
             if (
@@ -106,10 +113,14 @@ def _cell(values: list[float]) -> Cell:
 
 
 def benchmark_cells(
-    root: str, eta: float, dit_steps: int | None = None, sampling: DitSampling = SINGLE_DRAW
+    root: str,
+    eta: float,
+    selection: Selection,
+    dit_steps: int | None = None,
+    sampling: DitSampling = SINGLE_DRAW,
 ) -> dict[tuple[str, str, str], Cell]:
     """(restorer, dataset, missing type) -> mean/std over seeds of the headline metric at eta."""
-    return _cells(seed_scores(root, eta, dit_steps, sampling))
+    return _cells(seed_scores(root, eta, selection, dit_steps, sampling))
 
 
 def _cells(scores: dict[tuple[str, str, str], dict[int, float]]) -> dict[tuple[str, str, str], Cell]:
@@ -156,16 +167,21 @@ def _paired_text(difference: Cell, cell: Cell) -> str:
 
 
 def benchmark_tables(
-    root: str, eta: float, dit_steps: int | None = None, sampling: DitSampling = SINGLE_DRAW
+    root: str,
+    eta: float,
+    selection: Selection,
+    dit_steps: int | None = None,
+    sampling: DitSampling = SINGLE_DRAW,
 ) -> tuple[str, str]:
     """(Markdown, CSV) of the Table-1-shaped benchmark and the gap-closed table at `eta`."""
-    scores = seed_scores(root, eta, dit_steps, sampling)
+    scores = seed_scores(root, eta, selection, dit_steps, sampling)
     cells = _cells(scores)
     paired = paired_with_zero(scores)
     columns, restorers = _columns(cells), _restorers(cells)
-    metrics = headline_metrics(root)
+    metrics = headline_metrics(root, selection)
     header = [f"{dataset} {missing} ({metrics[dataset]})" for dataset, missing in columns]
     lines = [f"## Missing rate {eta:.0%}: {', '.join(sorted(set(metrics.values())))} x 100, mean ± std over seeds",
+             "", selection.describe(root),
              "", "| restorer | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]  # fmt: skip
     sink = io.StringIO()
     writer = csv.writer(sink)
@@ -193,44 +209,66 @@ def benchmark_tables(
         gap_lines.append(f"| {restorer} | " + " | ".join(gap_row) + " |")
         if restorer != "zero":
             paired_lines.append(f"| {restorer} | " + " | ".join(paired_row) + " |")
-    steps = reference_steps(root, dit_steps, sampling)
-    ablations = ablation_tables(root, eta, metrics, columns, steps, sampling)
+    steps = reference_steps(root, selection, dit_steps, sampling)
+    ablations = ablation_tables(root, eta, selection, metrics, columns, steps, sampling)
     return "\n".join(lines + gap_lines + paired_lines) + "\n" + ablations, sink.getvalue()
 
 
-def evaluated_missing_rates(root: str) -> list[float]:
-    _, rows = query(root, "SELECT DISTINCT eta FROM metrics ORDER BY eta")
+def evaluated_missing_rates(root: str, selection: Selection) -> list[float]:
+    where, parameters = selection.where()
+    _, rows = query(root, f"SELECT DISTINCT eta FROM metrics WHERE {where} ORDER BY eta", parameters)
     return [row[0] for row in rows]
 
 
-def _restorations(root: str, eta: float) -> list[dict]:
-    """Manifests (with their folder) of the stored DiT restorations at `eta`, local stores only."""
+def _restorations(
+    root: str, eta: float, selection: Selection, steps: int | None, sampling: DitSampling
+) -> list[dict]:
+    """Manifests (with their folder) of the stored restorations of the table's DiT at `eta`, of
+    the selected encoders, local stores only."""
+    encoders = dict(selection.encoders)
     found = []
     for path in sorted(Path(root).glob("restorations/*/*/*/*/manifest.json")):
         manifest = json.loads(path.read_text())
-        if manifest["restorer"] == "dit" and abs(manifest["eta"] - eta) < 1e-9:
+        if (
+            manifest["restorer"] == "dit"
+            and abs(manifest["eta"] - eta) < 1e-9
+            and encoders.get(manifest["dataset"]) == manifest["encoder_id"]
+            and is_reference(manifest["restorer_key"], steps, sampling)
+        ):
             found.append({**manifest, "folder": str(path.parent)})
     return found
 
 
-def _robustness_figures(root: str, out: Path) -> list[Path]:
+def robustness_curves(
+    root: str, selection: Selection, steps: int | None, sampling: DitSampling
+) -> dict[tuple[str, str], dict[str, list[tuple[float, float]]]]:
+    """(dataset, missing type) -> table row -> [(eta, seed mean)] over the evaluated missing
+    rates: the benchmark table's rows, so no DiT ablation variant is averaged into `dit`."""
+    curves: dict[tuple[str, str], dict[str, list[tuple[float, float]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for eta in evaluated_missing_rates(root, selection):
+        for (row, dataset, missing_type), cell in benchmark_cells(
+            root, eta, selection, steps, sampling
+        ).items():
+            curves[(dataset, missing_type)][row].append((eta, cell.mean))
+    return curves
+
+
+def _robustness_figures(
+    root: str, out: Path, selection: Selection, steps: int | None, sampling: DitSampling
+) -> list[Path]:
+    metrics = headline_metrics(root, selection)
     paths = []
-    for dataset, metric in headline_metrics(root).items():
-        _, rows = query(
-            root,
-            "SELECT restorer, missing_type, eta, avg(value) FROM metrics WHERE dataset = ? AND metric = ? "
-            "GROUP BY restorer, missing_type, eta",
-            [dataset, metric],
+    for (dataset, missing_type), by_restorer in sorted(
+        robustness_curves(root, selection, steps, sampling).items()
+    ):
+        path = out / f"robustness-{dataset}-{missing_type}.png"
+        metric = metrics[dataset]
+        plots.robustness_plot(
+            by_restorer, metric, f"{dataset}, missing {missing_type}: {metric} vs missing rate", path
         )
-        by_type: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
-        for restorer, missing_type, eta, value in rows:
-            by_type[missing_type][restorer].append((eta, value))
-        for missing_type, curves in by_type.items():
-            path = out / f"robustness-{dataset}-{missing_type}.png"
-            plots.robustness_plot(
-                curves, metric, f"{dataset}, missing {missing_type}: {metric} vs missing rate", path
-            )
-            paths.append(path)
+        paths.append(path)
     return paths
 
 
@@ -287,8 +325,14 @@ def _gate_figure(root: str, restoration: dict, out: Path) -> list[Path]:
     return [path]
 
 
-def report_figures(root: str, eta: float) -> list[Path]:
-    """Every figure the store's results and restorations allow, under {root}/reports/.
+def report_figures(
+    root: str,
+    eta: float,
+    selection: Selection,
+    dit_steps: int | None = None,
+    sampling: DitSampling = SINGLE_DRAW,
+) -> list[Path]:
+    """Every figure the selected results and their restorations allow, under {root}/reports/.
 
     Drawing them takes most of a report's time (13 s for the demo's 19 PNGs), so they are
     drawn again only when the evaluations they come from change: every evaluation adds one
@@ -297,15 +341,16 @@ def report_figures(root: str, eta: float) -> list[Path]:
     out = Path(root) / "reports"
     out.mkdir(parents=True, exist_ok=True)
     evaluations = sorted(path.name for path in (Path(root) / "results" / "metrics").glob("*.parquet"))
-    inputs = content_id(evaluations, eta, code_version())
+    steps = reference_steps(root, selection, dit_steps, sampling)
+    inputs = content_id(evaluations, eta, selection, steps, sampling, code_version())
     index = out / f"figures-eta{eta:.2f}.json"
     if index.exists():
         drawn = json.loads(index.read_text())
         paths = [Path(path) for path in drawn["paths"]]
         if drawn["inputs"] == inputs and all(path.exists() for path in paths):
             return paths
-    paths = _robustness_figures(root, out)
-    restorations = _restorations(root, eta)
+    paths = _robustness_figures(root, out, selection, steps, sampling)
+    restorations = _restorations(root, eta, selection, steps, sampling)
     for restoration in {(r["dataset"], r["missing_type"]): r for r in restorations}.values():
         paths += _feature_figures(root, restoration, out)
     if restorations:

@@ -163,29 +163,38 @@ def evaluate(spec: RunSpec, restoration: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_report(
-    store: str, missing_rate: float | None = None, dit_steps: int | None = None, config: str | None = None
+    store: str,
+    missing_rate: float | None = None,
+    dit_steps: int | None = None,
+    config: str | None = None,
+    encoder_id: str | None = None,
 ) -> dict[str, Any]:
     """Benchmark tables (Markdown + CSV) and figures under `{store}/reports`, per evaluated eta.
 
-    The DiT of the benchmark table samples as `config` (a preset name or file; None: the
-    defaults) says, with S = `dit_steps` (None: the config's S, or the most evaluated S when the
-    store has no evaluation at it); other DiT evaluations go to the ablation tables or nowhere.
+    They show this code version's evaluations with `config`'s decoder recipe (a preset name or
+    file; None: the defaults), per dataset of `encoder_id` (None: the encoder of the dataset's
+    newest such evaluation). The table's DiT samples as `config` says, with S = `dit_steps`
+    (None: the config's S, or the most evaluated S when the store has no evaluation at it);
+    other DiT evaluations go to the ablation tables or nowhere.
     """
     from pipeline.ablations import DitSampling
     from pipeline.reporting import benchmark_tables, evaluated_missing_rates, report_figures
+    from pipeline.selection import select_results
     from stores.fs import is_local, join, write_bytes_atomic
 
-    restore = load_config(config).restore
+    settings = load_config(config)
+    restore, steps = settings.restore, dit_steps or settings.restore.steps
     sampling = DitSampling.from_settings(restore)
-    rates = [missing_rate] if missing_rate is not None else evaluated_missing_rates(store)
+    selection = select_results(store, settings.decoder.recipe_id(), encoder_id)
+    rates = [missing_rate] if missing_rate is not None else evaluated_missing_rates(store, selection)
     tables, files = {}, []
     for eta in rates:
-        markdown, table = benchmark_tables(store, eta, dit_steps or restore.steps, sampling)
+        markdown, table = benchmark_tables(store, eta, selection, steps, sampling)
         stem = join(store, "reports", f"benchmark-eta{eta:.2f}")
         write_bytes_atomic(f"{stem}.md", markdown.encode())
         write_bytes_atomic(f"{stem}.csv", table.encode())
         tables[str(eta)] = markdown
         files += [f"{stem}.md", f"{stem}.csv"]
         if is_local(store):
-            files += [str(path) for path in report_figures(store, eta)]
+            files += [str(path) for path in report_figures(store, eta, selection, steps, sampling)]
     return {"tables": tables, "files": files}

@@ -41,6 +41,7 @@ METRIC_COLUMNS = pa.schema(
         ("sampling_steps", pa.int64()),
         ("restore_seconds", pa.float64()),
         ("evaluate_seconds", pa.float64()),
+        ("decoder_id", pa.string()),
         ("config_hash", pa.string()),
         ("code_version", pa.string()),
         ("timestamp", pa.timestamp("us", tz="UTC")),

@@ -10,13 +10,21 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from pipeline.ablations import DitSampling
+from pipeline.ablations import SINGLE_DRAW, DitSampling
 from pipeline.config import load_config
-from pipeline.reporting import benchmark_cells, benchmark_tables, paired_with_zero
+from pipeline.reporting import benchmark_cells, benchmark_tables, paired_with_zero, robustness_curves
+from pipeline.selection import Selection, select_results
 from pipeline.steps import write_report
+from pipeline.version import code_version
 from stores.results_store import append_metrics
 
-BASE = {"dataset": "tags", "encoder_id": "e", "eta": 0.7, "split": "test", "n": 10}
+RECIPE = load_config(None).decoder.recipe_id()  # the decoder recipe a report reads by default
+BASE = {"dataset": "tags", "encoder_id": "e", "eta": 0.7, "split": "test", "n": 10, "decoder_id": RECIPE,
+        "code_version": code_version()}  # fmt: skip
+
+
+def _selected(root: Path) -> Selection:
+    return select_results(str(root), RECIPE)
 
 
 def _fill(root: Path) -> None:
@@ -37,7 +45,7 @@ def _fill(root: Path) -> None:
 
 def test_cells_average_the_latest_run_of_each_seed(tmp_path: Path) -> None:
     _fill(tmp_path)
-    cells = benchmark_cells(str(tmp_path), 0.7)
+    cells = benchmark_cells(str(tmp_path), 0.7, _selected(tmp_path))
     dit = cells[("dit", "tags", "both")]
     assert dit.seeds == 3
     assert dit.mean == pytest.approx((0.52 + 0.52 + 0.54) / 3)
@@ -62,7 +70,7 @@ def test_the_paired_table_signs_its_differences_and_says_when_seeds_are_missing(
         for seed, value in enumerate(per_seed):
             append_metrics(str(tmp_path), {**BASE, "restorer": restorer, "seed": seed, "missing_type": "both"},
                            {"f1_macro": value})  # fmt: skip
-    markdown, table = benchmark_tables(str(tmp_path), 0.7)
+    markdown, table = benchmark_tables(str(tmp_path), 0.7, _selected(tmp_path))
     paired = markdown.split("## Paired with zero")[1]
     # dit - zero on seeds 0 and 1: -0.01 and -0.02; seed 2 has no zero to pair with.
     assert "| dit | -1.50 ± 0.71 (2 of 3 seeds) |" in paired
@@ -82,7 +90,7 @@ def test_a_restorer_evaluated_in_two_variants_gets_a_row_per_variant(tmp_path: P
         for seed, value in enumerate(per_seed):
             run = {**BASE, "restorer": restorer, "variant": variant, "seed": seed, "missing_type": "both"}
             append_metrics(str(tmp_path), run, {"f1_macro": value})
-    cells = benchmark_cells(str(tmp_path), 0.7)
+    cells = benchmark_cells(str(tmp_path), 0.7, _selected(tmp_path))
     assert cells[("knn-k10", "tags", "both")].mean == pytest.approx(0.51)
     assert cells[("knn-k30", "tags", "both")].mean == pytest.approx(0.65)
     assert ("knn", "tags", "both") not in cells and ("zero", "tags", "both") in cells
@@ -90,7 +98,7 @@ def test_a_restorer_evaluated_in_two_variants_gets_a_row_per_variant(tmp_path: P
 
 def test_tables_and_the_report_command(tmp_path: Path) -> None:
     _fill(tmp_path)
-    markdown, table = benchmark_tables(str(tmp_path), 0.7)
+    markdown, table = benchmark_tables(str(tmp_path), 0.7, _selected(tmp_path))
     assert "| dit | 52.67 ± 1.15 |" in markdown
     assert "| zero | 42.00 ± 2.00 |" in markdown
     gap = (0.52667 - 0.42) / (0.60 - 0.42)
@@ -124,7 +132,7 @@ def test_ablation_variants_leave_the_benchmark_table_for_their_own_tables(tmp_pa
         run = {**BASE, "restorer": "dit", "variant": _dit_key("gating", 2, 50), "seed": seed + 2,
                "missing_type": "both"}  # fmt: skip
         append_metrics(str(tmp_path), run, {"f1_macro": 0.60 + (seed + 2) * 0.01})
-    markdown, _ = benchmark_tables(str(tmp_path), 0.7)
+    markdown, _ = benchmark_tables(str(tmp_path), 0.7, _selected(tmp_path))
     assert "| dit | 61.50 ± 1.29 |" in markdown  # the reference alone: seeds 0-3 of gating/s2/S50
     gating_table = markdown.split("## Ablation: gating variants")[1].split("##")[0]
     assert [line.split(" | ")[0] for line in gating_table.splitlines() if line.startswith("| ") and "---" not in line][1:] == [
@@ -148,7 +156,9 @@ def test_the_reference_dit_samples_as_configured(tmp_path: Path) -> None:
             run = {**BASE, "restorer": "dit", "variant": key, "seed": seed, "missing_type": "both"}
             append_metrics(str(tmp_path), run, {"f1_macro": values[sampling] + seed * 0.02})
     for sampling, expected in values.items():
-        cells = benchmark_cells(str(tmp_path), 0.7, dit_steps=50, sampling=DitSampling(*sampling))
+        cells = benchmark_cells(
+            str(tmp_path), 0.7, _selected(tmp_path), dit_steps=50, sampling=DitSampling(*sampling)
+        )
         assert cells[("dit", "tags", "both")].mean == pytest.approx(expected + 0.01)
 
 
@@ -175,3 +185,51 @@ def test_the_report_takes_its_reference_dit_from_the_config(tmp_path: Path) -> N
     for config, expected in ((None, "| dit | 30.00 ± 0.00 |"), (str(one_draw), "| dit | 50.00 ± 0.00 |")):
         markdown = write_report(str(store), 0.7, config=config)["tables"]["0.7"]
         assert expected in markdown, markdown
+
+
+def test_a_report_reads_one_decoder_recipe_one_encoder_per_dataset_and_this_code(tmp_path: Path) -> None:
+    """A `zero` trained by a longer decoder recipe, features of another encoder, or results of
+    older code would each move a cell they do not belong to; the report leaves them out and
+    says how many it left."""
+    store = str(tmp_path)
+    for seed, value in enumerate([0.40, 0.42]):
+        for restorer, shift in (("zero", 0.0), ("dit", 0.1)):
+            run = {**BASE, "restorer": restorer, "seed": seed, "missing_type": "both"}
+            append_metrics(store, run, {"f1_macro": value + shift})
+    strays = [{"decoder_id": "dec-longer"}, {"code_version": "0.0.1"}]
+    for stray in strays:  # newer than the selected runs, so a latest-per-seed read would take them
+        run = {**BASE, "restorer": "zero", "seed": 0, "missing_type": "both", **stray}
+        append_metrics(store, run, {"f1_macro": 0.99})
+    cells = benchmark_cells(store, 0.7, _selected(tmp_path))
+    assert cells[("zero", "tags", "both")].mean == pytest.approx(0.41)
+    # Another encoder's features of the same dataset: the newest encoder is the default...
+    for seed in (0, 1):
+        run = {**BASE, "encoder_id": "e2", "restorer": "zero", "seed": seed, "missing_type": "both"}
+        append_metrics(store, run, {"f1_macro": 0.20})
+    newest = _selected(tmp_path)
+    assert newest.encoders == (("tags", "e2"),)
+    assert set(benchmark_cells(store, 0.7, newest)) == {("zero", "tags", "both")}
+    # ...and a run's report asks for its own.
+    chosen = select_results(store, RECIPE, encoder_id="e")
+    assert benchmark_cells(store, 0.7, chosen)[("zero", "tags", "both")].mean == pytest.approx(0.41)
+    markdown, _ = benchmark_tables(store, 0.7, chosen)
+    assert f"decoder recipe {RECIPE}, encoders tags: e." in markdown
+    assert (
+        "4 evaluations of other code versions, decoder recipes or encoders are not in these tables"
+        in markdown
+    )
+    written = write_report(store, 0.7, encoder_id="e")["tables"]["0.7"]
+    assert "| zero | 41.00 ± 1.41 |" in written and "| dit | 51.00 ± 1.41 |" in written
+
+
+def test_the_robustness_curves_are_the_table_rows(tmp_path: Path) -> None:
+    """An ablation variant evaluated at one eta is not averaged into the DiT's curve there."""
+    store = str(tmp_path)
+    reference, ablated = _dit_key("gating", 2, 50), _dit_key("none", 2, 50)
+    for eta, value in ((0.3, 0.60), (0.7, 0.50)):
+        run = {**BASE, "eta": eta, "restorer": "dit", "variant": reference, "seed": 0, "missing_type": "both"}
+        append_metrics(store, run, {"f1_macro": value})
+    run = {**BASE, "restorer": "dit", "variant": ablated, "seed": 0, "missing_type": "both"}
+    append_metrics(store, run, {"f1_macro": 0.10})
+    curves = robustness_curves(store, _selected(tmp_path), 50, SINGLE_DRAW)
+    assert curves[("tags", "both")]["dit"] == [(0.3, pytest.approx(0.60)), (0.7, pytest.approx(0.50))]
