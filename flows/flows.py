@@ -47,11 +47,11 @@ def extract_datasets(spec: RunSpec, encoder_id: str, datasets: list[tuple[str, s
     plan_task, shard_task = tasks.plan_extraction, tasks.cached(tasks.extract_shards, spec)
     plans = [plan_task(spec, name, root, encoder_id) for name, root in datasets]
     futures = []
-    for plan, (name, root) in zip(plans, datasets, strict=True):
+    for plan, (name, _) in zip(plans, datasets, strict=True):
         todo = plan["todo"]
         for start in range(0, len(todo), shards_per_task):
             group = todo[start : start + shards_per_task]
-            futures.append(shard_task.submit(spec, name, root, encoder_id, group))
+            futures.append(shard_task.submit(spec, name, encoder_id, group))
     for future in _progress(futures, "extract shards"):
         future.result()
     return [{**plan, "shards_encoded": len(plan["todo"])} for plan in plans]

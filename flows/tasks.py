@@ -80,8 +80,8 @@ def plan_extraction(spec: RunSpec, dataset: str, root: str | None, encoder_id: s
 
 
 @task(name="extract-shards", task_run_name="extract-{dataset}-from-shard-{shards[0]}", retries=1)
-def extract_shards(spec: RunSpec, dataset: str, root: str | None, encoder_id: str, shards: list[int]) -> int:
-    return steps.extract_shards(spec, dataset, root, shards)
+def extract_shards(spec: RunSpec, dataset: str, encoder_id: str, shards: list[int]) -> int:
+    return steps.extract_shards(spec, dataset, shards)
 
 
 @task(name="train-restorer", task_run_name="train-restorer-{corpus}-{variant}-s{stages}")

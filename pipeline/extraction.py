@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.data.adapter import DatasetAdapter
 from pipeline.data.loading import EncoderInputs, RawRow, input_loader
-from pipeline.data.sample import clean_text
+from pipeline.data.sample import clean_text, reference_from_json, reference_to_json
 from pipeline.encoders.frozen import FrozenEncoder
 from pipeline.progress import progress_bar
 from pipeline.version import code_version
@@ -64,7 +64,7 @@ def list_samples(adapter: DatasetAdapter, limit: int | None = None) -> tuple[pa.
     """The samples table of the store and the raw rows to encode, in adapter order (the first
     `limit` only, when given)."""
     columns: dict[str, list] = {name: [] for name in ("row", "sample_id", "split", "label", "text")}
-    columns.update(image_ref=[], source=[])
+    columns.update(image_ref=[], source=[], image_source=[])
     rows: list[RawRow] = []
     for row, sample in enumerate(itertools.islice(adapter.samples(), limit)):
         text = clean_text(sample.text)
@@ -75,6 +75,7 @@ def list_samples(adapter: DatasetAdapter, limit: int | None = None) -> tuple[pa.
         columns["text"].append(text)
         columns["image_ref"].append(None if sample.image is None else sample.image.describe())
         columns["source"].append(sample.source)
+        columns["image_source"].append(reference_to_json(sample.image))
         rows.append(RawRow(row, text, sample.image))
     return pa.table(columns), rows
 
@@ -157,6 +158,18 @@ def _generated_store_matches(
     return stored.select(_LISTING_COLUMNS).to_pylist() == first.select(_LISTING_COLUMNS).to_pylist()
 
 
+def stored_rows(store: FeatureStore, shards: Sequence[int]) -> dict[int, RawRow]:
+    """The raw rows of `shards`, rebuilt from the store's listing, without listing the dataset."""
+    chunk, n_rows = store.manifest()["chunk_rows"], store.manifest()["n_rows"]
+    samples = store.read_samples(columns=["row", "text", "image_source"])
+    rows = {}
+    for shard in shards:
+        part = samples.slice(shard * chunk, min(chunk, n_rows - shard * chunk)).to_pydict()
+        for row, text, image in zip(part["row"], part["text"], part["image_source"], strict=True):
+            rows[row] = RawRow(row, text, reference_from_json(image))
+    return rows
+
+
 def shard_batches(shards: Sequence[int], chunk_rows: int, n_rows: int, batch_size: int) -> list[list[int]]:
     """Row batches of the given shards; no batch crosses a shard boundary."""
     batches = []
@@ -174,15 +187,16 @@ def _image_size(encoder: FrozenEncoder) -> int:
 def encode_shards(
     store: FeatureStore,
     encoder: FrozenEncoder,
-    rows: Sequence[RawRow],
+    rows: Mapping[int, RawRow] | Sequence[RawRow],
     shards: Sequence[int],
     settings: ExtractionSettings,
     progress: bool = True,
 ) -> None:
-    """Encode and commit `shards` of a created store; decoding runs in loader workers."""
+    """Encode and commit `shards` of a created store (`rows` holds at least theirs); decoding
+    runs in loader workers."""
     if not shards:
         return
-    chunk, n_rows, dim = settings.chunk_rows, len(rows), encoder.embed_dim
+    chunk, n_rows, dim = settings.chunk_rows, store.manifest()["n_rows"], encoder.embed_dim
     batches = shard_batches(shards, chunk, n_rows, settings.batch_size)
     # The loader sees only the rows of these shards: its workers receive a pickled copy.
     wanted = [rows[row] for batch in batches for row in batch]
@@ -270,7 +284,7 @@ def extract(
     else:
         log.info("%s: all %d shards already committed, nothing to encode", adapter.info.name, total)
     if todo:
-        rows = rows if rows is not None else list_samples(adapter)[1]
+        rows = rows if rows is not None else stored_rows(store, todo)
         with torch.inference_mode():
             encode_shards(store, encoder, rows, todo, settings, progress=progress)
     return ExtractionResult(

@@ -77,21 +77,20 @@ def plan_extraction(spec: RunSpec, dataset: str, root: str | None) -> dict[str, 
             "shards_total": store.n_shards(), "todo": todo}  # fmt: skip
 
 
-def extract_shards(spec: RunSpec, dataset: str, root: str | None, shards: list[int]) -> int:
+def extract_shards(spec: RunSpec, dataset: str, shards: list[int]) -> int:
     """Encode and commit `shards` of a planned store (each shard its own chunk range); rows written."""
     import torch
 
-    from pipeline.extraction import encode_shards, list_samples
+    from pipeline.extraction import encode_shards, stored_rows
     from stores.feature_store import FeatureStore
 
     encoder = spec.encoder()
-    _, rows = list_samples(spec.adapter(dataset, root))
     store = FeatureStore(spec.store, dataset, encoder.encoder_id)
     todo = [shard for shard in shards if shard not in store.committed_shards()]  # a retry skips done ones
+    rows = stored_rows(store, todo)  # from the listing the plan step stored: no second listing
     with torch.inference_mode():
         encode_shards(store, encoder, rows, todo, spec.settings().extraction, progress=False)
-    chunk = spec.settings().extraction.chunk_rows
-    return sum(min(chunk, len(rows) - shard * chunk) for shard in todo)
+    return len(rows)
 
 
 def train_restorer(spec: RunSpec, corpus: str, encoder_id: str, variant: str | None = None,

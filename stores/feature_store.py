@@ -34,6 +34,7 @@ SAMPLES_SCHEMA = pa.schema(
         ("text", pa.string()),
         ("image_ref", pa.string()),
         ("source", pa.string()),
+        ("image_source", pa.string()),  # the image reference as JSON, for extraction tasks
     ]
 )
 # Manifest fields that must agree for a rerun to continue a store instead of being refused.
@@ -167,8 +168,8 @@ class FeatureStore:
     def shard_markers(self) -> list[dict[str, Any]]:
         return [read_json(self.marker_url(shard)) for shard in sorted(self.committed_shards())]
 
-    def read_samples(self) -> pa.Table:
-        return read_parquet(self.samples_url)
+    def read_samples(self, columns: list[str] | None = None) -> pa.Table:
+        return read_parquet(self.samples_url, columns)
 
     def read_arrays(self) -> dict[str, np.ndarray]:
         """All four arrays (features as float32). Refuses a store with uncommitted shards."""

@@ -85,7 +85,7 @@ def write_parquet(url: str, table: pa.Table) -> None:
     write_bytes_atomic(url, sink.getvalue().to_pybytes())
 
 
-def read_parquet(url: str) -> pa.Table:
+def read_parquet(url: str, columns: list[str] | None = None) -> pa.Table:
     fs, path = url_to_fs(url)
     with fs.open(path, "rb") as handle:
-        return pq.read_table(handle)
+        return pq.read_table(handle, columns=columns)

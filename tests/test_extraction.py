@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 import zarr
 
-from pipeline import extraction
+from pipeline import extraction, steps
 from pipeline.config import PipelineConfig
 from pipeline.data import demo
+from pipeline.data.map_arrow import ArrowRowImage
 from pipeline.data.registry import get_adapter
+from pipeline.data.sample import FileImage, reference_from_json, reference_to_json
+from pipeline.data.webdataset import TarSliceImage
 from pipeline.encoders.frozen import FrozenEncoder
 from pipeline.errors import StoreMismatchError
 from pipeline.extraction import extract, shard_batches
@@ -167,3 +170,46 @@ def test_a_planned_demo_store_is_checked_without_listing_all_of_the_demo_again(
     listed.clear()
     assert plan_extraction(spec, "demo-cls", None) == first
     assert listed == [None]
+
+
+def test_every_stored_reference_kind_survives_the_listing_and_nothing_else_is_rebuilt() -> None:
+    references = [
+        FileImage("s3://bucket/mmimdb/dataset/0001.jpeg"),
+        ArrowRowImage("/data/food101_train.arrow", 7, "v1", "image"),
+        TarSliceImage("/data/cc3m/00000.tar", "00000001.jpg", 1536, 20_480),
+        demo.DemoImage("demo-cls", "test", 3, 0, 32, 0.8),
+    ]
+    for reference in references:
+        assert reference_from_json(reference_to_json(reference)) == reference
+    assert reference_to_json(None) is None and reference_from_json(None) is None
+    unknown = json.dumps({"kind": "os:system", "fields": {"command": "true"}})
+    with pytest.raises(ValueError, match="unknown image reference 'os:system'"):
+        reference_from_json(unknown)
+
+
+def test_extraction_tasks_encode_from_the_stored_listing_without_listing_again(
+    store_with_encoder: Path, small_config: PipelineConfig, demo_encoder: FrozenEncoder,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:  # fmt: skip
+    """One task per few shards, each listing the whole dataset again, would read every tar
+    header of a web-scale corpus once per task; the plan step's listing serves them all."""
+    spec = RunSpec(store=str(store_with_encoder), config="demo-small")
+    plan = plan_extraction(spec, "demo-cls", None)
+    _, listed = extraction.list_samples(_demo_cls(small_config))
+    store = FeatureStore(spec.store, "demo-cls", demo_encoder.encoder_id)
+    assert extraction.stored_rows(store, range(plan["shards_total"])) == {row.row: row for row in listed}
+
+    def no_listing(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an extraction task listed the dataset")
+
+    monkeypatch.setattr(extraction, "list_samples", no_listing)
+    todo = plan["todo"]
+    assert steps.extract_shards(spec, "demo-cls", todo[-1:]) + steps.extract_shards(
+        spec, "demo-cls", todo[:-1]
+    ) == len(listed)
+    assert store.is_complete()
+    monkeypatch.undo()
+    extract(_demo_cls(small_config), demo_encoder, str(tmp_path), small_config.extraction, progress=False)
+    direct = FeatureStore(str(tmp_path), "demo-cls", demo_encoder.encoder_id).read_arrays()
+    for name, values in store.read_arrays().items():
+        np.testing.assert_array_equal(values, direct[name])

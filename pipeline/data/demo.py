@@ -39,7 +39,7 @@ from PIL import Image, ImageDraw
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.data.adapter import DatasetAdapter, DatasetInfo
-from pipeline.data.sample import Sample
+from pipeline.data.sample import Sample, stored_reference
 
 SHAPES = ("circle", "square", "triangle", "star", "cross", "diamond", "hexagon", "ring")
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -291,6 +291,7 @@ def render_scene(scene: Scene, image_size: int, rng: np.random.Generator) -> Ima
     return Image.fromarray((np.clip(noisy, 0.0, 1.0) * 255).round().astype(np.uint8))
 
 
+@stored_reference
 @dataclass(frozen=True)
 class DemoImage:
     """A demo image, rendered on demand from its key (cheap, and identical in every worker)."""

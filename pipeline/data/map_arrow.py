@@ -35,7 +35,7 @@ from pipeline.data.adapter import DatasetAdapter, DatasetInfo
 from pipeline.data.hatememes import CLASSES as HATEMEMES_CLASSES
 from pipeline.data.mmimdb import GENRES
 from pipeline.data.raw import first_text
-from pipeline.data.sample import BytesImage, Sample
+from pipeline.data.sample import BytesImage, Sample, stored_reference
 from pipeline.errors import ConfigError, DatasetLayoutError
 from stores.fs import exists, is_local, join, url_to_fs
 
@@ -143,6 +143,7 @@ def _open_arrow(url: str, version: str) -> tuple[pa.ipc.RecordBatchFileReader, t
     return reader, tuple(itertools.accumulate(sizes, initial=0))
 
 
+@stored_reference
 @dataclass(frozen=True)
 class ArrowRowImage:
     """The image bytes of one row of an arrow file, read only when opened."""

@@ -8,9 +8,12 @@ raises inside a run.
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import io
+import json
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from PIL import Image, UnidentifiedImageError
 
@@ -23,6 +26,45 @@ class ImageRef(Protocol):
     def describe(self) -> str: ...
 
 
+# Reference classes whose instances the feature store's listing records, by "module:Class".
+# Extraction tasks rebuild their shards' references from it instead of listing the dataset
+# again: at CC3M's size a listing reads every tar header, and there is one task per 4 shards.
+STORED_REFERENCES: dict[str, type] = {}
+Reference = TypeVar("Reference", bound=type)
+
+
+def stored_reference(cls: Reference) -> Reference:
+    """Class decorator: a frozen dataclass of JSON values that the listing may record."""
+    STORED_REFERENCES[f"{cls.__module__}:{cls.__qualname__}"] = cls
+    return cls
+
+
+def reference_to_json(image: ImageRef | None) -> str | None:
+    if image is None:
+        return None
+    kind = f"{type(image).__module__}:{type(image).__qualname__}"
+    if kind not in STORED_REFERENCES:
+        raise TypeError(f"{kind} is not a stored reference: decorate it with @stored_reference")
+    return json.dumps({"kind": kind, "fields": dataclasses.asdict(image)})  # type: ignore[call-overload]
+
+
+def reference_from_json(text: str | None) -> ImageRef | None:
+    """The reference `reference_to_json` recorded; only classes of `pipeline.data` are rebuilt."""
+    if text is None:
+        return None
+    record = json.loads(text)
+    module = record["kind"].split(":")[0]
+    if module.startswith("pipeline.data.") and record["kind"] not in STORED_REFERENCES:
+        importlib.import_module(module)  # registers the adapter's reference class
+    cls = STORED_REFERENCES.get(record["kind"])
+    if cls is None:
+        raise ValueError(
+            f"the listing names an unknown image reference {record['kind']!r}: extract into a new store"
+        )
+    return cls(**record["fields"])
+
+
+@stored_reference
 @dataclass(frozen=True)
 class FileImage:
     """An image file on a local path or an fsspec URL."""

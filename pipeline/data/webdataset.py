@@ -22,13 +22,14 @@ from dataclasses import dataclass
 from PIL import Image
 
 from pipeline.data.adapter import DatasetAdapter, DatasetInfo
-from pipeline.data.sample import BytesImage, Sample
+from pipeline.data.sample import BytesImage, Sample, stored_reference
 from pipeline.errors import DatasetLayoutError
 from stores.fs import exists, join, url_to_fs
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 
 
+@stored_reference
 @dataclass(frozen=True)
 class TarSliceImage:
     """One image member of an uncompressed tar, addressed by the offset and size of its data."""
