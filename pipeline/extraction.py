@@ -27,7 +27,7 @@ from pipeline.data.sample import clean_text, reference_from_json, reference_to_j
 from pipeline.encoders.frozen import FrozenEncoder
 from pipeline.progress import progress_bar
 from pipeline.version import code_version
-from stores.feature_store import FeatureStore, ShardFeatures
+from stores.feature_store import FEATURES_FORMAT, FeatureStore, ShardFeatures
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def build_manifest(
     adapter: DatasetAdapter, encoder: FrozenEncoder, samples: pa.Table, chunk_rows: int
 ) -> dict[str, object]:
     return {
-        "format": 1,
+        "format": FEATURES_FORMAT,
         "dataset": adapter.info.name,
         "dataset_info": adapter.info.model_dump(mode="json"),
         "dataset_options": adapter.options(),
@@ -133,11 +133,18 @@ def plan_store(
     `SPOT_CHECK_ROWS` samples listed now equal the stored ones, its store is taken as it is:
     listing all of the demo's 26,000 samples took about 7 s of every cached rerun. The rows are
     compared as well because the demo's generator has changed before without a version bump.
+    A store of an older features format is encoded again when its data is generated, and
+    refused otherwise (the error names the fix): real features cost GPU hours.
     """
     store = FeatureStore(root, adapter.info.name, encoder.encoder_id)
     if _generated_store_matches(adapter, encoder, store, chunk_rows):
         return store, None
     samples, rows = list_samples(adapter)
+    existing = store.manifest()
+    if adapter.generated and existing is not None and existing.get("format") != FEATURES_FORMAT:
+        log.info("%s: store %s has features format %s, this code writes %d: encoding the generated data again",
+                 adapter.info.name, store.url, existing.get("format"), FEATURES_FORMAT)  # fmt: skip
+        store.discard()
     store.create(build_manifest(adapter, encoder, samples, chunk_rows), samples)
     return store, rows
 
@@ -149,7 +156,7 @@ def _generated_store_matches(
     if manifest is None:
         return False
     now = {"dataset_options": adapter.options(), "code_version": code_version(), "chunk_rows": chunk_rows,
-           "encoder": _encoder_entry(encoder), "embed_dim": encoder.embed_dim}  # fmt: skip
+           "encoder": _encoder_entry(encoder), "embed_dim": encoder.embed_dim, "format": FEATURES_FORMAT}  # fmt: skip
     now = json.loads(json.dumps(now))  # as the manifest holds them (tuples become lists)
     if any(manifest.get(field) != value for field, value in now.items()):
         return False

@@ -3,8 +3,8 @@
     {root}/features/{dataset}/{encoder_id}/      a Zarr v3 group
         image_emb, text_emb       (N, D) float16, L2-normalised, zeros where absent
         image_present, text_present  (N,) bool
-        samples.parquet           row, sample_id, split, label, text, image_ref, source
-        manifest.json             encoder, weights digest, preprocessing, fingerprint, code version
+        samples.parquet           row, sample_id, split, label, text, image_ref, source, image_source
+        manifest.json             encoder, weights digest, preprocessing, fingerprint, format, code version
         _shards/{k:06d}.json      commit marker of shard k (rows, absence counts and reasons)
 
 Shard k covers rows [k * chunk_rows, (k + 1) * chunk_rows): exactly one chunk of every array,
@@ -23,7 +23,16 @@ import pyarrow as pa
 import zarr
 
 from pipeline.errors import StoreMismatchError
-from stores.fs import exists, join, list_names, read_json, read_parquet, write_json_atomic, write_parquet
+from stores.fs import (
+    exists,
+    join,
+    list_names,
+    read_json,
+    read_parquet,
+    remove,
+    write_json_atomic,
+    write_parquet,
+)
 
 SAMPLES_SCHEMA = pa.schema(
     [
@@ -37,8 +46,12 @@ SAMPLES_SCHEMA = pa.schema(
         ("image_source", pa.string()),  # the image reference as JSON, for extraction tasks
     ]
 )
+# What extraction writes, versioned on its own: bump it when the arrays, the samples table or
+# the markers change. Not the code version, which moves with every release: a store refused on
+# it would send every user back to re-encode features that no release changed.
+FEATURES_FORMAT = 2  # 2: samples.parquet records image_source
 # Manifest fields that must agree for a rerun to continue a store instead of being refused.
-IDENTITY_FIELDS = ("encoder", "dataset_fingerprint", "n_rows", "embed_dim", "chunk_rows", "code_version")
+IDENTITY_FIELDS = ("encoder", "dataset_fingerprint", "n_rows", "embed_dim", "chunk_rows", "format")
 
 
 @dataclass(frozen=True)
@@ -88,6 +101,7 @@ class FeatureStore:
         if existing is not None:
             self._check_same(existing, manifest)
             return
+        remove(join(self.url, "_shards"))  # markers left by a discarded layout must not count
         n_rows, dim, chunk = manifest["n_rows"], manifest["embed_dim"], manifest["chunk_rows"]
         group = zarr.open_group(self.url, mode="a", zarr_format=3)
         for name in ("image_emb", "text_emb"):
@@ -98,6 +112,11 @@ class FeatureStore:
             group.create_array(name, shape=(n_rows,), chunks=(chunk,), dtype="bool", overwrite=True)
         write_parquet(self.samples_url, samples.cast(SAMPLES_SCHEMA))
         write_json_atomic(self.manifest_url, manifest)  # last: the store exists once this does
+
+    def discard(self) -> None:
+        """Forget the layout: the next `create` lays the store out anew (its manifest goes
+        first, so a crash halfway leaves a store that is not there, never a mixed one)."""
+        remove(self.manifest_url)
 
     def _check_same(self, existing: dict[str, Any], wanted: dict[str, Any]) -> None:
         for field in IDENTITY_FIELDS:

@@ -78,6 +78,13 @@ def list_names(url: str) -> list[str]:
     return sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(path, detail=False))
 
 
+def remove(url: str) -> None:
+    """Delete a file or a folder and everything under it; nothing to do when it does not exist."""
+    fs, path = url_to_fs(url)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
 def write_parquet(url: str, table: pa.Table) -> None:
     """Write `table` as one Parquet file, atomically."""
     sink = pa.BufferOutputStream()

@@ -21,7 +21,7 @@ from pipeline.encoders.frozen import FrozenEncoder
 from pipeline.errors import StoreMismatchError
 from pipeline.extraction import extract, shard_batches
 from pipeline.steps import RunSpec, plan_extraction
-from stores.feature_store import FeatureStore
+from stores.feature_store import FEATURES_FORMAT, FeatureStore
 
 
 def _demo_cls(config: PipelineConfig):
@@ -213,3 +213,36 @@ def test_extraction_tasks_encode_from_the_stored_listing_without_listing_again(
     direct = FeatureStore(str(tmp_path), "demo-cls", demo_encoder.encoder_id).read_arrays()
     for name, values in store.read_arrays().items():
         np.testing.assert_array_equal(values, direct[name])
+
+
+def test_a_store_of_another_release_is_continued_and_one_of_an_older_format_is_rebuilt_or_refused(
+    store_with_encoder: Path, small_config: PipelineConfig, demo_encoder: FrozenEncoder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Features depend on the encoder, the data and what extraction writes, not on the release:
+    every version bump used to refuse every store, the user's default one included."""
+    adapter = _demo_cls(small_config)
+    root = str(store_with_encoder)
+    extract(adapter, demo_encoder, root, small_config.extraction, progress=False)
+    store = FeatureStore(root, "demo-cls", demo_encoder.encoder_id)
+    manifest_path = Path(store.manifest_url)
+    original = json.loads(manifest_path.read_text())
+    assert original["format"] == FEATURES_FORMAT
+    before = store.read_arrays()
+
+    monkeypatch.setattr(demo.DemoAdapter, "generated", False)  # as a dataset read from files
+    manifest_path.write_text(json.dumps({**original, "code_version": "0.1.0"}))
+    Path(store.marker_url(1)).unlink()  # and the older release was killed before shard 1
+    resumed = extract(adapter, demo_encoder, root, small_config.extraction, progress=False)
+    assert (resumed.shards_written, resumed.shards_skipped) == (1, resumed.shards_total - 1)
+
+    manifest_path.write_text(json.dumps({**original, "format": 1}))
+    with pytest.raises(StoreMismatchError, match="format=1, this run has 2: delete"):
+        extract(adapter, demo_encoder, root, small_config.extraction, progress=False)
+
+    monkeypatch.setattr(demo.DemoAdapter, "generated", True)  # generated data is encoded again
+    rebuilt = extract(adapter, demo_encoder, root, small_config.extraction, progress=False)
+    assert (rebuilt.shards_written, rebuilt.shards_skipped) == (rebuilt.shards_total, 0)
+    assert json.loads(manifest_path.read_text())["format"] == FEATURES_FORMAT
+    for name, array in store.read_arrays().items():
+        np.testing.assert_array_equal(array, before[name])
