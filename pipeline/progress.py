@@ -1,12 +1,37 @@
-"""Progress bars that show on a terminal and stay out of log files."""
+"""Progress bars on a terminal; elsewhere (a pipe, a log file, a Prefect worker's log) one
+plain line per bar every half minute, so a long run shows where it is instead of nothing."""
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import Any, TextIO
 
 from tqdm.auto import tqdm
 
+LOG_INTERVAL_S = 30.0
+
+
+class _Lines:
+    """A file for tqdm off a terminal: each redraw becomes a whole line (no carriage returns)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        line = text.replace("\r", "").strip()
+        if line:
+            self.stream.write(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
 
 def progress_bar(enabled: bool = True, **options: Any) -> tqdm:
-    """A tqdm bar; off when not `enabled`, and off when stderr is not a terminal (tqdm's None)."""
-    return tqdm(disable=None if enabled else True, **options)
+    """A tqdm bar; off when not `enabled`; lines every `LOG_INTERVAL_S` off a terminal."""
+    if not enabled:
+        return tqdm(disable=True, **options)
+    stream = sys.stderr
+    if stream.isatty():
+        return tqdm(file=stream, **options)
+    return tqdm(file=_Lines(stream), mininterval=LOG_INTERVAL_S, ascii=True, **options)
