@@ -44,7 +44,7 @@ ABLATIONS: tuple[tuple[str | None, int | None, int | None], ...] = (
 def extract_datasets(spec: RunSpec, encoder_id: str, datasets: list[tuple[str, str | None]],
                      shards_per_task: int) -> list[dict[str, Any]]:  # fmt: skip
     """Plan each dataset's store, then encode its missing shards as concurrent tasks."""
-    plan_task, shard_task = tasks.plan_extraction, tasks.cached(tasks.extract_shards, spec)
+    plan_task, shard_task = tasks.plan_extraction, tasks.extract_shards
     plans = [plan_task(spec, name, root, encoder_id) for name, root in datasets]
     futures = []
     for plan, (name, _) in zip(plans, datasets, strict=True):

@@ -79,7 +79,11 @@ def plan_extraction(spec: RunSpec, dataset: str, root: str | None, encoder_id: s
     return plan
 
 
-@task(name="extract-shards", task_run_name="extract-{dataset}-from-shard-{shards[0]}", retries=1)
+# Not cached: the plan submits only uncommitted shards, and the store's commit markers are the
+# record of what is encoded. A cache record would outlive a store deleted and planned again, and
+# answer its shards as encoded.
+@task(name="extract-shards", task_run_name="extract-{dataset}-from-shard-{shards[0]}", retries=1,
+      cache_policy=NO_CACHE)  # fmt: skip
 def extract_shards(spec: RunSpec, dataset: str, encoder_id: str, shards: list[int]) -> int:
     return steps.extract_shards(spec, dataset, shards)
 

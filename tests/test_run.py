@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from stores.feature_store import FeatureStore
 from stores.results_store import query
 
 RUN = [sys.executable, "-m", "flows.cli", "run", "--config", "demo-small", "--seeds", "0"]
@@ -49,6 +50,14 @@ def test_run_prints_the_table_and_a_rerun_recomputes_nothing(warm_store: Path, t
     assert query(str(store), "SELECT count(DISTINCT run_id) FROM metrics")[1] == [(16,)]  # nothing appended
     table = lambda out: out[out.index("## Missing rate") :].split("\n\n## Gap")[0]  # noqa: E731
     assert table(second) == table(first)
+
+    # A feature store deleted (as a refusal tells the user to) is encoded again, not answered
+    # from the cache records of its shards.
+    features = next((store / "features" / "demo-cls").iterdir())
+    shutil.rmtree(features)
+    third = _run(store, *options)
+    assert FeatureStore(str(store), "demo-cls", features.name).is_complete()
+    assert table(third) == table(first)
 
 
 @pytest.mark.slow
