@@ -220,20 +220,27 @@ def evaluated_missing_rates(root: str, selection: Selection) -> list[float]:
     return [row[0] for row in rows]
 
 
-def _restorations(
+def table_restorations(
     root: str, eta: float, selection: Selection, steps: int | None, sampling: DitSampling
 ) -> list[dict]:
-    """Manifests (with their folder) of the stored restorations of the table's DiT at `eta`, of
-    the selected encoders, local stores only."""
+    """Manifests (with their folder) of the stored restorations of the table's DiT at `eta`:
+    the reference DiT of the selected evaluations (so not another release's or config's, which
+    the store may also hold), of the selected encoders; local stores only."""
+    where, parameters = selection.where()
+    _, rows = query(
+        root,
+        f"SELECT DISTINCT dataset, variant FROM metrics WHERE restorer = 'dit' AND {where} AND abs(eta - ?) < 1e-9",
+        [*parameters, eta],
+    )
+    evaluated = {(dataset, key) for dataset, key in rows if is_reference(key, steps, sampling)}
     encoders = dict(selection.encoders)
     found = []
     for path in sorted(Path(root).glob("restorations/*/*/*/*/manifest.json")):
         manifest = json.loads(path.read_text())
         if (
-            manifest["restorer"] == "dit"
-            and abs(manifest["eta"] - eta) < 1e-9
+            (manifest["dataset"], manifest["restorer_key"]) in evaluated
             and encoders.get(manifest["dataset"]) == manifest["encoder_id"]
-            and is_reference(manifest["restorer_key"], steps, sampling)
+            and abs(manifest["eta"] - eta) < 1e-9
         ):
             found.append({**manifest, "folder": str(path.parent)})
     return found
@@ -350,7 +357,7 @@ def report_figures(
         if drawn["inputs"] == inputs and all(path.exists() for path in paths):
             return paths
     paths = _robustness_figures(root, out, selection, steps, sampling)
-    restorations = _restorations(root, eta, selection, steps, sampling)
+    restorations = table_restorations(root, eta, selection, steps, sampling)
     for restoration in {(r["dataset"], r["missing_type"]): r for r in restorations}.values():
         paths += _feature_figures(root, restoration, out)
     if restorations:

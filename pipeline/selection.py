@@ -23,10 +23,6 @@ class Selection:
     decoder_id: str
     encoders: tuple[tuple[str, str], ...]  # (dataset, encoder id), sorted by dataset
 
-    @property
-    def datasets(self) -> list[str]:
-        return [dataset for dataset, _ in self.encoders]
-
     def where(self, dataset: str | None = None) -> tuple[str, list[Any]]:
         """An SQL condition (with its `?` parameters) true for the selected evaluations, of
         `dataset` only when given."""
@@ -48,15 +44,19 @@ class Selection:
         encoders = ", ".join(f"{dataset}: {encoder}" for dataset, encoder in self.encoders) or "none"
         left_out = rows[0][0]
         line = f"Code version {self.code_version}, decoder recipe {self.decoder_id}, encoders {encoders}."
-        if left_out:
-            line += (f" {left_out} evaluations of other code versions, decoder recipes or encoders are not"
-                     " in these tables (`mmr-pipeline sql` reads them).")  # fmt: skip
-        return line
+        if left_out == 1:
+            line += " 1 evaluation of another code version, decoder recipe or encoder is not in these tables"
+        elif left_out:
+            line += f" {left_out} evaluations of other code versions, decoder recipes or encoders are not in these tables"
+        return line + (" (`mmr-pipeline sql` reads them)." if left_out else "")
 
 
 def select_results(root: str, decoder_id: str, encoder_id: str | None = None) -> Selection:
     """This code version's evaluations by the decoder recipe `decoder_id`, per dataset of
     `encoder_id`, or where None, of the encoder of the dataset's newest such evaluation."""
+    columns, _ = query(root, "SELECT * FROM metrics LIMIT 0")
+    if "decoder_id" not in columns:  # only results written before version 0.4.0
+        return Selection(code_version(), decoder_id, ())
     condition, parameters = "code_version = ? AND decoder_id = ?", [code_version(), decoder_id]
     if encoder_id is not None:
         condition, parameters = condition + " AND encoder_id = ?", [*parameters, encoder_id]

@@ -19,6 +19,7 @@ from pipeline.data.adapter import DatasetAdapter
 from pipeline.data.registry import get_adapter
 from pipeline.encoders.frozen import EncoderConfig, FrozenEncoder
 from pipeline.encoders.warmup import load_encoder
+from pipeline.errors import StoreMismatchError
 from pipeline.hashing import content_id
 from pipeline.masks import MissingType
 from pipeline.restoration import RestoreSettings, restorer_store
@@ -185,6 +186,13 @@ def write_report(
     restore, steps = settings.restore, dit_steps or settings.restore.steps
     sampling = DitSampling.from_settings(restore)
     selection = select_results(store, settings.decoder.recipe_id(), encoder_id)
+    if not selection.encoders:
+        raise StoreMismatchError(
+            f"no evaluations in {store} by code version {selection.code_version} with the decoder recipe of "
+            f"--config {config or 'demo'} ({selection.decoder_id})"
+            + (f" and encoder {encoder_id}" if encoder_id else "")
+            + ": evaluate with this code (`mmr-pipeline run` or `evaluate`), or pass the --config they used"
+        )
     rates = [missing_rate] if missing_rate is not None else evaluated_missing_rates(store, selection)
     tables, files = {}, []
     for eta in rates:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,14 @@ from typer.testing import CliRunner
 from flows.cli import app
 from pipeline.ablations import SINGLE_DRAW, DitSampling
 from pipeline.config import load_config
-from pipeline.reporting import benchmark_cells, benchmark_tables, paired_with_zero, robustness_curves
+from pipeline.errors import StoreMismatchError
+from pipeline.reporting import (
+    benchmark_cells,
+    benchmark_tables,
+    paired_with_zero,
+    robustness_curves,
+    table_restorations,
+)
 from pipeline.selection import Selection, select_results
 from pipeline.steps import write_report
 from pipeline.version import code_version
@@ -233,3 +241,35 @@ def test_the_robustness_curves_are_the_table_rows(tmp_path: Path) -> None:
     append_metrics(store, run, {"f1_macro": 0.10})
     curves = robustness_curves(store, _selected(tmp_path), 50, SINGLE_DRAW)
     assert curves[("tags", "both")]["dit"] == [(0.3, pytest.approx(0.60)), (0.7, pytest.approx(0.50))]
+
+
+def test_a_report_with_nothing_to_show_says_why_instead_of_printing_nothing(tmp_path: Path) -> None:
+    """Results of releases before 0.4.0 have no decoder_id column; results of another recipe
+    have one that does not match. Either way the report names the fix."""
+    legacy = {key: value for key, value in BASE.items() if key != "decoder_id"}
+    append_metrics(str(tmp_path / "old"), {**legacy, "restorer": "zero", "seed": 0, "missing_type": "both"},
+                   {"f1_macro": 0.4})  # fmt: skip
+    other = {**BASE, "decoder_id": "dec-longer", "restorer": "zero", "seed": 0, "missing_type": "both"}
+    append_metrics(str(tmp_path / "other"), other, {"f1_macro": 0.4})
+    for store in ("old", "other"):
+        with pytest.raises(StoreMismatchError, match=rf"no evaluations in .*{store} by code version .* with the "
+                           rf"decoder recipe of --config demo \({RECIPE}\): evaluate with this code"):  # fmt: skip
+            write_report(str(tmp_path / store), 0.7)
+
+
+def test_figures_draw_the_restorations_of_the_table_dit_only(tmp_path: Path) -> None:
+    """The store also holds an older release's DiT restorations (same gating, stages and S);
+    the PCA, class-cosine and gate figures must not draw them beside this table."""
+    store = str(tmp_path)
+    reference, older = _dit_key("gating", 2, 50), "dit-gating-s2-fedcba987654-S50-ddim-clip5-seed0"
+    run = {**BASE, "restorer": "dit", "variant": reference, "seed": 0, "missing_type": "both"}
+    append_metrics(store, run, {"f1_macro": 0.5})
+    append_metrics(store, {**run, "variant": older, "code_version": "0.0.1"}, {"f1_macro": 0.4})
+    for key in (reference, older):
+        folder = tmp_path / "restorations" / "tags" / "e" / key / "mask"
+        folder.mkdir(parents=True)
+        manifest = {"restorer": "dit", "dataset": "tags", "encoder_id": "e", "restorer_key": key, "eta": 0.7,
+                    "missing_type": "both"}  # fmt: skip
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+    found = table_restorations(store, 0.7, _selected(tmp_path), 50, SINGLE_DRAW)
+    assert [restoration["restorer_key"] for restoration in found] == [reference]
