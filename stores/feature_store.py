@@ -29,6 +29,7 @@ from stores.fs import (
     list_names,
     read_json,
     read_parquet,
+    read_parquet_rows,
     remove,
     write_json_atomic,
     write_parquet,
@@ -101,7 +102,10 @@ class FeatureStore:
         if existing is not None:
             self._check_same(existing, manifest)
             return
-        remove(join(self.url, "_shards"))  # markers left by a discarded layout must not count
+        # Markers left by a discarded layout must not count. One plan task per dataset and run
+        # lays a store out; two runs planning one new store at once race here as they already
+        # did over the arrays.
+        remove(join(self.url, "_shards"))
         n_rows, dim, chunk = manifest["n_rows"], manifest["embed_dim"], manifest["chunk_rows"]
         group = zarr.open_group(self.url, mode="a", zarr_format=3)
         for name in ("image_emb", "text_emb"):
@@ -110,8 +114,15 @@ class FeatureStore:
             )
         for name in ("image_present", "text_present"):
             group.create_array(name, shape=(n_rows,), chunks=(chunk,), dtype="bool", overwrite=True)
-        write_parquet(self.samples_url, samples.cast(SAMPLES_SCHEMA))
+        # One row group per shard: an extraction task reads its shards' rows, not the whole listing.
+        write_parquet(self.samples_url, samples.cast(SAMPLES_SCHEMA), row_group_size=chunk)
         write_json_atomic(self.manifest_url, manifest)  # last: the store exists once this does
+
+    def update_manifest(self, **fields: Any) -> None:
+        """Rewrite manifest fields that are not part of the store's identity (atomically)."""
+        if set(fields) & set(IDENTITY_FIELDS):
+            raise ValueError(f"{sorted(set(fields) & set(IDENTITY_FIELDS))} decide what the store holds")
+        write_json_atomic(self.manifest_url, {**self._require_manifest(), **fields})
 
     def discard(self) -> None:
         """Forget the layout: the next `create` lays the store out anew (its manifest goes
@@ -187,8 +198,11 @@ class FeatureStore:
     def shard_markers(self) -> list[dict[str, Any]]:
         return [read_json(self.marker_url(shard)) for shard in sorted(self.committed_shards())]
 
-    def read_samples(self, columns: list[str] | None = None) -> pa.Table:
-        return read_parquet(self.samples_url, columns)
+    def read_samples(self) -> pa.Table:
+        return read_parquet(self.samples_url)
+
+    def read_sample_rows(self, start: int, stop: int, columns: list[str]) -> pa.Table:
+        return read_parquet_rows(self.samples_url, start, stop, columns)
 
     def read_arrays(self) -> dict[str, np.ndarray]:
         """All four arrays (features as float32). Refuses a store with uncommitted shards."""

@@ -6,6 +6,7 @@ renamed over it; on an object store a single PUT is atomic already.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import uuid
@@ -85,10 +86,10 @@ def remove(url: str) -> None:
         fs.rm(path, recursive=True)
 
 
-def write_parquet(url: str, table: pa.Table) -> None:
+def write_parquet(url: str, table: pa.Table, row_group_size: int | None = None) -> None:
     """Write `table` as one Parquet file, atomically."""
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
+    pq.write_table(table, sink, row_group_size=row_group_size)
     write_bytes_atomic(url, sink.getvalue().to_pybytes())
 
 
@@ -96,3 +97,17 @@ def read_parquet(url: str, columns: list[str] | None = None) -> pa.Table:
     fs, path = url_to_fs(url)
     with fs.open(path, "rb") as handle:
         return pq.read_table(handle, columns=columns)
+
+
+def read_parquet_rows(url: str, start: int, stop: int, columns: list[str]) -> pa.Table:
+    """Rows [start, stop) of a Parquet file, reading only the row groups that hold them."""
+    fs, path = url_to_fs(url)
+    with fs.open(path, "rb") as handle:
+        file = pq.ParquetFile(handle)
+        sizes = [file.metadata.row_group(index).num_rows for index in range(file.num_row_groups)]
+        starts = list(itertools.accumulate(sizes, initial=0))
+        groups = [
+            index for index, size in enumerate(sizes) if starts[index] < stop and starts[index] + size > start
+        ]
+        table = file.read_row_groups(groups, columns=columns)
+    return table.slice(start - starts[groups[0]], stop - start) if groups else table

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import zarr
 
@@ -22,6 +24,7 @@ from pipeline.errors import StoreMismatchError
 from pipeline.extraction import extract, shard_batches
 from pipeline.steps import RunSpec, plan_extraction
 from stores.feature_store import FEATURES_FORMAT, FeatureStore
+from stores.fs import read_parquet_rows, write_parquet
 
 
 def _demo_cls(config: PipelineConfig):
@@ -198,6 +201,7 @@ def test_extraction_tasks_encode_from_the_stored_listing_without_listing_again(
     _, listed = extraction.list_samples(_demo_cls(small_config))
     store = FeatureStore(spec.store, "demo-cls", demo_encoder.encoder_id)
     assert extraction.stored_rows(store, range(plan["shards_total"])) == {row.row: row for row in listed}
+    assert pq.ParquetFile(store.samples_url).num_row_groups == plan["shards_total"]  # a task reads its own
 
     def no_listing(*args: object, **kwargs: object) -> None:
         raise AssertionError("an extraction task listed the dataset")
@@ -246,3 +250,34 @@ def test_a_store_of_another_release_is_continued_and_one_of_an_older_format_is_r
     assert json.loads(manifest_path.read_text())["format"] == FEATURES_FORMAT
     for name, array in store.read_arrays().items():
         np.testing.assert_array_equal(array, before[name])
+
+
+def test_a_demo_store_listed_in_full_by_a_new_release_takes_the_fast_path_after(
+    store_with_encoder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = RunSpec(store=str(store_with_encoder), config="demo-small")
+    plan_extraction(spec, "demo-cls", None)
+    manifest_path = next((store_with_encoder / "features" / "demo-cls").glob("*/manifest.json"))
+    manifest_path.write_text(json.dumps({**json.loads(manifest_path.read_text()), "code_version": "0.1.0"}))
+    listed: list[int | None] = []
+    list_all_or_some = extraction.list_samples
+
+    def recording(adapter: object, limit: int | None = None) -> object:
+        listed.append(limit)
+        return list_all_or_some(adapter, limit)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(extraction, "list_samples", recording)
+    plan_extraction(spec, "demo-cls", None)
+    plan_extraction(spec, "demo-cls", None)
+    assert listed == [None, extraction.SPOT_CHECK_ROWS]  # in full once, then the first rows only
+
+
+def test_rows_of_a_parquet_file_come_from_the_row_groups_that_hold_them(tmp_path: Path) -> None:
+    url = str(tmp_path / "rows.parquet")
+    table = pa.table({"row": list(range(25)), "text": [f"t{i}" for i in range(25)]})
+    for group_size in (10, None):  # shard-sized groups, and one group (any Parquet file)
+        write_parquet(url, table, row_group_size=group_size)
+        for start, stop in ((0, 10), (10, 20), (20, 25), (5, 15), (0, 25), (24, 25)):
+            assert read_parquet_rows(url, start, stop, ["row"]).column("row").to_pylist() == list(
+                range(start, stop)
+            )
