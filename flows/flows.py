@@ -99,7 +99,7 @@ def restore_all(spec: RunSpec, encoder_id: str, datasets: list[str], restorers: 
                 missing_types: list[str], seeds: list[int], corpus: str, restorer_id: str | None,
                 variant: str | None, stages: int | None, steps_: int | None) -> list[PrefectFuture]:  # fmt: skip
     """Submit one restore task per (dataset, restorer, missing type, seed)."""
-    restore_task = tasks.cached(tasks.restore, spec)
+    restore_task = tasks.cached(tasks.restore, spec, tasks.restoration_stored)
     futures = []
     for dataset in datasets:
         for restorer in restorers:
@@ -201,7 +201,7 @@ def evaluate_all(spec: RunSpec, encoder_id: str, datasets: list[str], restorers:
                  restorer_id: str | None, variant: str | None, stages: int | None,
                  steps_: int | None) -> list[dict[str, Any]]:  # fmt: skip
     """Restore then evaluate every combination; evaluations start as their restorations finish."""
-    evaluate_task = tasks.cached(tasks.evaluate, spec)
+    evaluate_task = tasks.cached(tasks.evaluate, spec, tasks.evaluation_stored)
     futures = []
     for eta in missing_rates:
         restorations = restore_all(spec, encoder_id, datasets, restorers, eta, missing_types, seeds, corpus,

@@ -4,7 +4,8 @@ Caching is by content. A task's cache key hashes its name, its inputs (the run s
 upstream artefact ids, the parameters), the settings the run spec's config resolves to, and the
 code version; the cache records live under the store (`{store}/.prefect/results`) next to the
 artefacts they stand for, so a hit holds across processes, machines and a restarted server, and
-wiping the store forgets both together.
+wiping the store forgets both together. A record of a restoration or an evaluation answers only
+while its artefact is in the store: deleting one part of a store recomputes that part.
 Every step is also idempotent on its own (it finds its committed artefact in the store), so a
 remote store, where the records stay local, recomputes nothing either.
 """
@@ -12,6 +13,8 @@ remote store, where the records stay local, recomputes nothing either.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +30,17 @@ from pipeline.version import code_version
 from stores.fs import is_local
 
 
+@dataclass
 class StoreContentKey(CachePolicy):
     """Key = hash(task name, inputs, the run spec's resolved settings, code version): the
-    content id of the task's artefact."""
+    content id of the task's artefact.
+
+    A record answers only while `artefact_stored(inputs)` says the artefact is in the store: an
+    artefact deleted from the store (results cleared to benchmark again, say) is computed again
+    instead of being answered from a record that outlived it.
+    """
+
+    artefact_stored: Callable[[dict[str, Any]], bool] | None = None
 
     def compute_key(
         self,
@@ -38,6 +49,8 @@ class StoreContentKey(CachePolicy):
         flow_parameters: dict[str, Any],
         **kwargs: Any,
     ) -> str | None:
+        if self.artefact_stored is not None and not self.artefact_stored(inputs):
+            return None  # no key: the task runs, and its step makes the artefact again
         # A config file's path says nothing of its content: the settings it resolves to enter the
         # key, so an edited file is not answered from the records of its earlier content.
         settings = [
@@ -57,13 +70,32 @@ def _results_block(store: str) -> LocalFileSystem:
     return block
 
 
-def cached(task_function: Any, spec: RunSpec) -> Any:
-    """The task with its cache records under a local store (no caching beside a remote one)."""
+def cached(
+    task_function: Any, spec: RunSpec, artefact_stored: Callable[[dict[str, Any]], bool] | None = None
+) -> Any:
+    """The task with its cache records under a local store (no caching beside a remote one);
+    `artefact_stored(inputs)`: whether its artefact is still in the store."""
     if not is_local(spec.store):
         return task_function.with_options(cache_policy=NO_CACHE)
     return task_function.with_options(
-        cache_policy=StoreContentKey(), persist_result=True, result_storage=_results_block(spec.store)
+        cache_policy=StoreContentKey(artefact_stored=artefact_stored),
+        persist_result=True,
+        result_storage=_results_block(spec.store),
     )
+
+
+def restoration_stored(inputs: dict[str, Any]) -> bool:
+    """The `restore` task's artefact check, from its inputs."""
+    return steps.restoration_stored(
+        inputs["spec"], inputs["dataset"], inputs["encoder_id"], inputs["restorer"], inputs["eta"],
+        inputs["missing_type"], inputs["seed"], inputs["corpus"], inputs["variant"], inputs["stages"],
+        inputs["steps_"],
+    )  # fmt: skip
+
+
+def evaluation_stored(inputs: dict[str, Any]) -> bool:
+    """The `evaluate` task's artefact check, from its inputs."""
+    return steps.evaluation_stored(inputs["spec"], inputs["restoration"])
 
 
 @task(name="prepare-encoder")

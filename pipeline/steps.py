@@ -25,6 +25,7 @@ from pipeline.masks import MissingType
 from pipeline.restoration import RestoreSettings, restorer_store
 from pipeline.training.restorer import TrainConfig
 from pipeline.version import code_version
+from stores.restorer_store import RestorerStore
 
 log = logging.getLogger(__name__)
 
@@ -125,15 +126,44 @@ def restore(spec: RunSpec, dataset: str, encoder_id: str, restorer: str, eta: fl
     """Fill the masked modalities of `dataset` with `restorer`; returns the restoration's manifest."""
     from pipeline.restoration import restore as run_restore
 
-    trained = None
-    if restorer == "dit":
-        trained = restorer_store(spec.store, corpus, encoder_id, training_config(spec, variant, stages))
-        if not trained.is_complete():
-            raise RuntimeError(f"restorer {trained.restorer_id} is not trained: run train-restorer first")
+    trained = _trained(spec, restorer, corpus, encoder_id, variant, stages)
+    if trained is not None and not trained.is_complete():
+        raise RuntimeError(f"restorer {trained.restorer_id} is not trained: run train-restorer first")
     result = run_restore(spec.store, dataset, encoder_id, restorer, eta, missing_type, seed,
                          restore_settings(spec, steps), corpus=corpus, trained=trained,
                          device=spec.device)  # fmt: skip
     return {**result.manifest, "cached": result.cached}
+
+
+def _trained(spec: RunSpec, restorer: str, corpus: str, encoder_id: str, variant: str | None,
+             stages: int | None) -> RestorerStore | None:  # fmt: skip
+    """The DiT checkpoints a `dit` restoration samples from (None for other restorers)."""
+    if restorer != "dit":
+        return None
+    return restorer_store(spec.store, corpus, encoder_id, training_config(spec, variant, stages))
+
+
+def restoration_stored(spec: RunSpec, dataset: str, encoder_id: str, restorer: str, eta: float,
+                       missing_type: MissingType, seed: int, corpus: str, variant: str | None = None,
+                       stages: int | None = None, steps: int | None = None) -> bool:  # fmt: skip
+    """Whether `restore` with these arguments would find its restoration in the store."""
+    from pipeline.masks import mask_name
+    from pipeline.restoration import restorer_key
+    from stores.restoration_store import RestorationStore
+
+    key = restorer_key(restorer, restore_settings(spec, steps), _trained(spec, restorer, corpus, encoder_id,
+                                                                          variant, stages))  # fmt: skip
+    return RestorationStore(
+        spec.store, dataset, encoder_id, key, mask_name(eta, missing_type, seed)
+    ).is_complete()
+
+
+def evaluation_stored(spec: RunSpec, restoration: dict[str, Any]) -> bool:
+    """Whether `evaluate` of this restoration would find its results in the store."""
+    from stores.fs import exists
+    from stores.results_store import metrics_url
+
+    return exists(metrics_url(spec.store, evaluation_id(spec, restoration, restoration["mask_seed"])))
 
 
 def evaluation_id(spec: RunSpec, restoration: dict[str, Any], decoder_seed: int) -> str:

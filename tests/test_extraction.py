@@ -133,11 +133,8 @@ def test_reading_features_of_an_encoder_that_never_ran_names_the_fix(
         other.read_arrays()
 
 
-def test_a_planned_demo_store_is_checked_without_listing_all_of_the_demo_again(
-    store_with_encoder: Path, demo_encoder: FrozenEncoder, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    spec = RunSpec(store=str(store_with_encoder), config="demo-small")
-    first = plan_extraction(spec, "demo-cls", None)
+def _record_listings(monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
+    """From now on, each listing's `limit` (None: the whole dataset), in order."""
     listed: list[int | None] = []
     list_all_or_some = extraction.list_samples
 
@@ -146,6 +143,15 @@ def test_a_planned_demo_store_is_checked_without_listing_all_of_the_demo_again(
         return list_all_or_some(adapter, limit)  # type: ignore[arg-type]
 
     monkeypatch.setattr(extraction, "list_samples", recording)
+    return listed
+
+
+def test_a_planned_demo_store_is_checked_without_listing_all_of_the_demo_again(
+    store_with_encoder: Path, demo_encoder: FrozenEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = RunSpec(store=str(store_with_encoder), config="demo-small")
+    first = plan_extraction(spec, "demo-cls", None)
+    listed = _record_listings(monkeypatch)
     assert plan_extraction(spec, "demo-cls", None) == first
     assert listed == [extraction.SPOT_CHECK_ROWS]  # the first rows only
 
@@ -259,14 +265,7 @@ def test_a_demo_store_listed_in_full_by_a_new_release_takes_the_fast_path_after(
     plan_extraction(spec, "demo-cls", None)
     manifest_path = next((store_with_encoder / "features" / "demo-cls").glob("*/manifest.json"))
     manifest_path.write_text(json.dumps({**json.loads(manifest_path.read_text()), "code_version": "0.1.0"}))
-    listed: list[int | None] = []
-    list_all_or_some = extraction.list_samples
-
-    def recording(adapter: object, limit: int | None = None) -> object:
-        listed.append(limit)
-        return list_all_or_some(adapter, limit)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(extraction, "list_samples", recording)
+    listed = _record_listings(monkeypatch)
     plan_extraction(spec, "demo-cls", None)
     plan_extraction(spec, "demo-cls", None)
     assert listed == [None, extraction.SPOT_CHECK_ROWS]  # in full once, then the first rows only

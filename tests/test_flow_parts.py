@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows import tasks
 from flows.runners import task_runner
 from flows.tasks import StoreContentKey
 from pipeline.errors import ConfigError
-from pipeline.steps import RunSpec
+from pipeline.steps import RunSpec, evaluation_id
+from stores.results_store import metrics_url
 
 
 def _key(name: str, **inputs: object) -> str | None:
@@ -47,3 +50,19 @@ def test_threads_by_default_and_a_clear_error_without_prefect_dask(monkeypatch: 
     monkeypatch.setitem(sys.modules, "prefect_dask", None)  # import fails as if not installed
     with pytest.raises(ConfigError, match=r"pip install 'mmr-pipeline\[dask\]'"):
         task_runner(dask_address="tcp://scheduler:8786")
+
+
+def test_an_evaluation_record_answers_only_while_its_results_are_in_the_store(tmp_path) -> None:
+    spec = RunSpec(store=str(tmp_path))
+    restoration = {"dataset": "demo-cls", "encoder_id": "e", "restorer_key": "zero", "eta": 0.7,
+                   "missing_type": "both", "mask_seed": 0}  # fmt: skip
+    policy = StoreContentKey(artefact_stored=tasks.evaluation_stored)
+    context = SimpleNamespace(task=SimpleNamespace(name="evaluate"))
+    inputs = {"spec": spec, "restoration": restoration}
+    assert policy.compute_key(context, inputs, {}) is None  # type: ignore[arg-type]  # nothing stored yet
+    results = Path(metrics_url(spec.store, evaluation_id(spec, restoration, 0)))
+    results.parent.mkdir(parents=True)
+    results.write_bytes(b"")
+    assert policy.compute_key(context, inputs, {}) == _key("evaluate", **inputs)  # type: ignore[arg-type]
+    results.unlink()  # results cleared to benchmark again: the record must not answer for them
+    assert policy.compute_key(context, inputs, {}) is None  # type: ignore[arg-type]

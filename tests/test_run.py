@@ -59,6 +59,14 @@ def test_run_prints_the_table_and_a_rerun_recomputes_nothing(warm_store: Path, t
     assert FeatureStore(str(store), "demo-cls", features.name).is_complete()
     assert table(third) == table(first)
 
+    # Restorations and results cleared to benchmark again are computed again, not answered
+    # from the cache records that outlived them.
+    shutil.rmtree(store / "restorations")
+    shutil.rmtree(store / "results")
+    fourth = _run(store, *options)
+    assert "16 evaluations, 16 computed now" in fourth
+    assert table(fourth) == table(first)
+
 
 @pytest.mark.slow
 def test_a_run_killed_during_training_resumes_from_its_last_checkpoint(
