@@ -37,10 +37,13 @@ class StoreContentKey(CachePolicy):
 
     A record answers only while `artefact_stored(inputs)` says the artefact is in the store: an
     artefact deleted from the store (results cleared to benchmark again, say) is computed again
-    instead of being answered from a record that outlived it.
+    instead of being answered from a record that outlived it. That record (a file under
+    `records`) is dropped, so the task records what it makes now. Do not compose this policy
+    with others: a compound policy would still find the record under the other parts' keys.
     """
 
     artefact_stored: Callable[[dict[str, Any]], bool] | None = None
+    records: str | None = None  # the folder of the result storage, where a record is a file
 
     def compute_key(
         self,
@@ -49,8 +52,6 @@ class StoreContentKey(CachePolicy):
         flow_parameters: dict[str, Any],
         **kwargs: Any,
     ) -> str | None:
-        if self.artefact_stored is not None and not self.artefact_stored(inputs):
-            return None  # no key: the task runs, and its step makes the artefact again
         # A config file's path says nothing of its content: the settings it resolves to enter the
         # key, so an edited file is not answered from the records of its earlier content.
         settings = [
@@ -58,7 +59,12 @@ class StoreContentKey(CachePolicy):
             for value in inputs.values()
             if isinstance(value, RunSpec)
         ]
-        return f"{task_ctx.task.name}-{content_id(inputs, settings, code_version(), length=24)}"
+        key = f"{task_ctx.task.name}-{content_id(inputs, settings, code_version(), length=24)}"
+        if self.artefact_stored is not None and not self.artefact_stored(inputs):
+            if self.records is None:
+                return None  # no record to drop: run without the cache
+            (Path(self.records) / key).unlink(missing_ok=True)  # the task runs and records anew
+        return key
 
 
 @functools.cache
@@ -77,10 +83,11 @@ def cached(
     `artefact_stored(inputs)`: whether its artefact is still in the store."""
     if not is_local(spec.store):
         return task_function.with_options(cache_policy=NO_CACHE)
+    storage = _results_block(spec.store)
     return task_function.with_options(
-        cache_policy=StoreContentKey(artefact_stored=artefact_stored),
+        cache_policy=StoreContentKey(artefact_stored=artefact_stored, records=storage.basepath),
         persist_result=True,
-        result_storage=_results_block(spec.store),
+        result_storage=storage,
     )
 
 

@@ -164,7 +164,7 @@ def _generated_store_matches(
     if any(manifest.get(field) != value for field, value in now.items()):
         return False
     first, _ = list_samples(adapter, limit=SPOT_CHECK_ROWS)
-    stored = store.read_samples().slice(0, SPOT_CHECK_ROWS)
+    stored = store.read_sample_rows(0, min(SPOT_CHECK_ROWS, manifest["n_rows"]), _LISTING_COLUMNS)
     return stored.select(_LISTING_COLUMNS).to_pylist() == first.select(_LISTING_COLUMNS).to_pylist()
 
 

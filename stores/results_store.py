@@ -22,7 +22,7 @@ import duckdb
 import pyarrow as pa
 
 from pipeline.errors import StoreMismatchError
-from stores.fs import exists, is_local, join, read_parquet, write_parquet
+from stores.fs import exists, is_local, join, list_names, read_parquet, write_parquet
 
 METRIC_COLUMNS = pa.schema(
     [
@@ -123,6 +123,11 @@ def query(root: str, sql: str, parameters: list[Any] | None = None) -> tuple[lis
         raise StoreMismatchError(f"no results in {root} yet: run `mmr-pipeline evaluate` first")
     path = ensure_views(root)  # remade if the store was moved since
     with duckdb.connect(str(path), read_only=True) as connection:
-        cursor = connection.execute(sql, parameters or [])
+        try:
+            cursor = connection.execute(sql, parameters or [])
+        except duckdb.IOException:  # the view's glob matches no file: results/metrics was emptied
+            if list_names(join(root, "results", "metrics")):
+                raise
+            raise StoreMismatchError(f"no results in {root} yet: run `mmr-pipeline evaluate` first") from None
         columns = [description[0] for description in cursor.description or []]
         return columns, cursor.fetchall()

@@ -53,16 +53,26 @@ def test_threads_by_default_and_a_clear_error_without_prefect_dask(monkeypatch: 
 
 
 def test_an_evaluation_record_answers_only_while_its_results_are_in_the_store(tmp_path) -> None:
+    """A record that outlived its results is dropped, so the task runs and records anew (a stale
+    record would answer again once the results are back)."""
     spec = RunSpec(store=str(tmp_path))
     restoration = {"dataset": "demo-cls", "encoder_id": "e", "restorer_key": "zero", "eta": 0.7,
                    "missing_type": "both", "mask_seed": 0}  # fmt: skip
-    policy = StoreContentKey(artefact_stored=tasks.evaluation_stored)
+    records = tmp_path / "records"
+    records.mkdir()
+    policy = StoreContentKey(artefact_stored=tasks.evaluation_stored, records=str(records))
     context = SimpleNamespace(task=SimpleNamespace(name="evaluate"))
     inputs = {"spec": spec, "restoration": restoration}
-    assert policy.compute_key(context, inputs, {}) is None  # type: ignore[arg-type]  # nothing stored yet
+    key = _key("evaluate", **inputs)
+    assert key is not None
     results = Path(metrics_url(spec.store, evaluation_id(spec, restoration, 0)))
     results.parent.mkdir(parents=True)
     results.write_bytes(b"")
-    assert policy.compute_key(context, inputs, {}) == _key("evaluate", **inputs)  # type: ignore[arg-type]
-    results.unlink()  # results cleared to benchmark again: the record must not answer for them
-    assert policy.compute_key(context, inputs, {}) is None  # type: ignore[arg-type]
+    (records / key).write_text("{}")
+    assert policy.compute_key(context, inputs, {}) == key  # type: ignore[arg-type]
+    assert (records / key).exists()  # results in the store: the record answers
+    results.unlink()  # results cleared to benchmark again
+    assert policy.compute_key(context, inputs, {}) == key  # type: ignore[arg-type]
+    assert not (records / key).exists()
+    unrecorded = StoreContentKey(artefact_stored=tasks.evaluation_stored)
+    assert unrecorded.compute_key(context, inputs, {}) is None  # type: ignore[arg-type]

@@ -61,6 +61,11 @@ def test_sql_command_prints_table_csv_and_json_and_never_writes(tmp_path: Path) 
 def test_sql_before_any_result_names_the_fix(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["sql", "SELECT 1", "--store", str(tmp_path)])
     assert result.exit_code == 2 and "mmr-pipeline evaluate" in result.output
+    # Results cleared (the views database kept): the same line, not DuckDB's "No files found".
+    append_metrics(str(tmp_path), {**RUN, "restorer": "zero", "seed": 0}, {"accuracy": 0.25})
+    shutil.rmtree(tmp_path / "results" / "metrics")
+    cleared = CliRunner().invoke(app, ["sql", "SELECT count(*) FROM metrics", "--store", str(tmp_path)])
+    assert cleared.exit_code == 2 and "no results in" in cleared.output, cleared.output
 
 
 def test_a_moved_store_queries_its_own_results(tmp_path: Path) -> None:
