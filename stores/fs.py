@@ -93,10 +93,10 @@ def write_parquet(url: str, table: pa.Table, row_group_size: int | None = None) 
     write_bytes_atomic(url, sink.getvalue().to_pybytes())
 
 
-def read_parquet(url: str, columns: list[str] | None = None) -> pa.Table:
+def read_parquet(url: str) -> pa.Table:
     fs, path = url_to_fs(url)
     with fs.open(path, "rb") as handle:
-        return pq.read_table(handle, columns=columns)
+        return pq.read_table(handle)
 
 
 def read_parquet_rows(url: str, start: int, stop: int, columns: list[str]) -> pa.Table:
