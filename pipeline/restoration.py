@@ -259,6 +259,15 @@ class RestoreResult:
     cached: bool
 
 
+def restoration_output(
+    root: str, dataset: str, encoder_id: str, name: str, eta: float, missing_type: MissingType, mask_seed: int,
+    settings: RestoreSettings, trained: RestorerStore | None = None,
+) -> RestorationStore:  # fmt: skip
+    """Where `restore` with these arguments writes (and finds) its restoration."""
+    key = restorer_key(name, settings, trained)
+    return RestorationStore(root, dataset, encoder_id, key, mask_name(eta, missing_type, mask_seed))
+
+
 def restore(
     root: str,
     dataset: str,
@@ -277,8 +286,9 @@ def restore(
     Reports the mean cosine similarity of restored to true features per direction and split,
     over entries whose true feature exists.
     """
-    key = restorer_key(name, settings, trained)
-    output = RestorationStore(root, dataset, encoder_id, key, mask_name(eta, missing_type, mask_seed))
+    output = restoration_output(
+        root, dataset, encoder_id, name, eta, missing_type, mask_seed, settings, trained
+    )
     if output.is_complete():
         return RestoreResult(output, output.manifest() or {}, cached=True)
     started = time.perf_counter()
@@ -345,7 +355,7 @@ def restore(
         "dataset": dataset,
         "encoder_id": encoder_id,
         "restorer": name,
-        "restorer_key": key,
+        "restorer_key": output.restorer_key,
         "settings": settings.model_dump(),
         "eta": eta,
         "missing_type": missing_type,

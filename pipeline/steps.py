@@ -147,15 +147,12 @@ def restoration_stored(spec: RunSpec, dataset: str, encoder_id: str, restorer: s
                        missing_type: MissingType, seed: int, corpus: str, variant: str | None = None,
                        stages: int | None = None, steps: int | None = None) -> bool:  # fmt: skip
     """Whether `restore` with these arguments would find its restoration in the store."""
-    from pipeline.masks import mask_name
-    from pipeline.restoration import restorer_key
-    from stores.restoration_store import RestorationStore
+    from pipeline.restoration import restoration_output
 
-    key = restorer_key(restorer, restore_settings(spec, steps), _trained(spec, restorer, corpus, encoder_id,
-                                                                          variant, stages))  # fmt: skip
-    return RestorationStore(
-        spec.store, dataset, encoder_id, key, mask_name(eta, missing_type, seed)
-    ).is_complete()
+    trained = _trained(spec, restorer, corpus, encoder_id, variant, stages)
+    output = restoration_output(spec.store, dataset, encoder_id, restorer, eta, missing_type, seed,
+                                restore_settings(spec, steps), trained)  # fmt: skip
+    return output.is_complete()
 
 
 def evaluation_stored(spec: RunSpec, restoration: dict[str, Any]) -> bool:

@@ -29,6 +29,7 @@ def mask_url(root: str, dataset: str, fingerprint: str, name: str) -> str:
 
 class RestorationStore:
     def __init__(self, root: str, dataset: str, encoder_id: str, restorer_key: str, mask: str) -> None:
+        self.restorer_key = restorer_key
         self.url = join(root, "restorations", dataset, encoder_id, restorer_key, mask)
 
     def is_complete(self) -> bool:
