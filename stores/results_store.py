@@ -117,10 +117,14 @@ def ensure_views(root: str) -> Path:
     return path
 
 
+def _no_results(root: str) -> StoreMismatchError:
+    return StoreMismatchError(f"no results in {root} yet: run `mmr-pipeline evaluate` first")
+
+
 def query(root: str, sql: str, parameters: list[Any] | None = None) -> tuple[list[str], list[tuple]]:
     """Run `sql` (with `?` parameters) on a read-only connection; returns column names and rows."""
     if not database_path(root).exists():
-        raise StoreMismatchError(f"no results in {root} yet: run `mmr-pipeline evaluate` first")
+        raise _no_results(root)
     path = ensure_views(root)  # remade if the store was moved since
     with duckdb.connect(str(path), read_only=True) as connection:
         try:
@@ -128,6 +132,6 @@ def query(root: str, sql: str, parameters: list[Any] | None = None) -> tuple[lis
         except duckdb.IOException:  # the view's glob matches no file: results/metrics was emptied
             if list_names(join(root, "results", "metrics")):
                 raise
-            raise StoreMismatchError(f"no results in {root} yet: run `mmr-pipeline evaluate` first") from None
+            raise _no_results(root) from None
         columns = [description[0] for description in cursor.description or []]
         return columns, cursor.fetchall()

@@ -92,14 +92,21 @@ def test_rerun_skips_committed_shards_and_redoes_only_missing_ones(
         np.testing.assert_array_equal(after[name], array)
 
 
+def _extracted_demo_cls(
+    root: Path, config: PipelineConfig, encoder: FrozenEncoder
+) -> tuple[demo.DemoAdapter, FeatureStore]:
+    """demo-cls's adapter and its store under `root`, extracted in full."""
+    adapter = _demo_cls(config)
+    extract(adapter, encoder, str(root), config.extraction, progress=False)
+    return adapter, FeatureStore(str(root), "demo-cls", encoder.encoder_id)
+
+
 def test_a_store_from_other_weights_or_data_is_refused(
     store_with_encoder: Path, small_config: PipelineConfig, demo_encoder: FrozenEncoder,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    adapter = _demo_cls(small_config)
+    adapter, store = _extracted_demo_cls(store_with_encoder, small_config, demo_encoder)
     root = str(store_with_encoder)
-    extract(adapter, demo_encoder, root, small_config.extraction, progress=False)
-    store = FeatureStore(root, "demo-cls", demo_encoder.encoder_id)
     manifest_path = Path(store.manifest_url)
     original = json.loads(manifest_path.read_text())
 
@@ -231,10 +238,8 @@ def test_a_store_of_another_release_is_continued_and_one_of_an_older_format_is_r
 ) -> None:  # fmt: skip
     """Features depend on the encoder, the data and what extraction writes, not on the release:
     every version bump used to refuse every store, the user's default one included."""
-    adapter = _demo_cls(small_config)
+    adapter, store = _extracted_demo_cls(store_with_encoder, small_config, demo_encoder)
     root = str(store_with_encoder)
-    extract(adapter, demo_encoder, root, small_config.extraction, progress=False)
-    store = FeatureStore(root, "demo-cls", demo_encoder.encoder_id)
     manifest_path = Path(store.manifest_url)
     original = json.loads(manifest_path.read_text())
     assert original["format"] == FEATURES_FORMAT

@@ -34,16 +34,20 @@ STORED_REFERENCES: dict[str, type] = {}
 Reference = TypeVar("Reference", bound=type)
 
 
+def _kind(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
 def stored_reference(cls: Reference) -> Reference:
     """Class decorator: a frozen dataclass of JSON values that the listing may record."""
-    STORED_REFERENCES[f"{cls.__module__}:{cls.__qualname__}"] = cls
+    STORED_REFERENCES[_kind(cls)] = cls
     return cls
 
 
 def reference_to_json(image: ImageRef | None) -> str | None:
     if image is None:
         return None
-    kind = f"{type(image).__module__}:{type(image).__qualname__}"
+    kind = _kind(type(image))
     if kind not in STORED_REFERENCES:
         raise TypeError(f"{kind} is not a stored reference: decorate it with @stored_reference")
     return json.dumps({"kind": kind, "fields": dataclasses.asdict(image)})  # type: ignore[call-overload]
