@@ -73,7 +73,7 @@ def extract_flow(dataset: str = "demo", root: str | None = None, store: str | No
                  device: str = "auto", shards_per_task: int = 4) -> list[dict[str, Any]]:  # fmt: skip
     """Extract frozen-encoder features of a dataset (or a group such as `demo`), shard by shard."""
     spec = _spec(store, model, pretrained, config, device)
-    encoder_id = tasks.cached(tasks.prepare_encoder, spec)(spec)
+    encoder_id = tasks.prepare_encoder(spec)
     plans = extract_datasets(spec, encoder_id, [(name, root) for name in expand(dataset)], shards_per_task)
     create_table_artifact(
         [{k: plan[k] for k in ("dataset", "encoder_id", "shards_total", "shards_encoded", "url")} for plan in plans],
@@ -89,7 +89,7 @@ def train_restorer_flow(corpus: str = "demo", root: str | None = None, store: st
                         stages: int | None = None) -> str:  # fmt: skip
     """Train the I2T and T2I DiTs on a mid-stage corpus's features (extracting them if needed)."""
     spec = _spec(store, model, pretrained, config, device)
-    encoder_id = tasks.cached(tasks.prepare_encoder, spec)(spec)
+    encoder_id = tasks.prepare_encoder(spec)
     name = corpus_dataset(corpus)
     extract_datasets(spec, encoder_id, [(name, root)], shards_per_task=4)
     return tasks.train_restorer(spec, name, encoder_id, variant, stages)["restorer_id"]
@@ -132,7 +132,7 @@ def _upstream(spec: RunSpec, datasets: list[str], roots: dict[str, str] | None, 
               corpus_root: str | None, restorers: list[str], variant: str | None,
               stages: int | None) -> tuple[str, dict[str, Any] | None]:  # fmt: skip
     """Encoder, features of the datasets and the corpus, and the trained DiT when one is needed."""
-    encoder_id = tasks.cached(tasks.prepare_encoder, spec)(spec)
+    encoder_id = tasks.prepare_encoder(spec)
     pairs = [(name, (roots or {}).get(name)) for name in datasets] + [(corpus, corpus_root)]
     extract_datasets(spec, encoder_id, pairs, shards_per_task=4)
     training = None

@@ -105,7 +105,11 @@ def evaluation_stored(inputs: dict[str, Any]) -> bool:
     return steps.evaluation_stored(inputs["spec"], inputs["restoration"])
 
 
-@task(name="prepare-encoder")
+# Not cached: the encoder's id is its weights' digest, read from the store in a fraction of a
+# second; the warm-up checkpoint is the cache. A record would outlive an encoder deleted or
+# replaced (a warm-up again, an overwritten checkpoint file) and answer its old id, and every
+# later task, which loads the encoder itself, would then fail with "encoder changed".
+@task(name="prepare-encoder", cache_policy=NO_CACHE)
 def prepare_encoder(spec: RunSpec) -> str:
     return steps.prepare_encoder(spec)
 

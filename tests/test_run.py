@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from stores.checkpoints import load_checkpoint, save_checkpoint
 from stores.feature_store import FeatureStore
 from stores.results_store import query
 
@@ -66,6 +67,17 @@ def test_run_prints_the_table_and_a_rerun_recomputes_nothing(warm_store: Path, t
     fourth = _run(store, *options)
     assert "16 evaluations, 16 computed now" in fourth
     assert table(fourth) == table(first)
+
+    # An encoder replaced in the store (warmed up again where torch is not bit-identical) is
+    # the run's encoder from then on: its features are extracted, not refused as "changed".
+    (encoder,) = (store / "encoders").iterdir()
+    tensors, meta = load_checkpoint(str(encoder))
+    name = next(iter(tensors))
+    save_checkpoint(str(encoder), {**tensors, name: tensors[name] + 1e-3}, meta)
+    _run(store, "--restorers", "zero", "--missing-types", "image")
+    encoders = {path.name for path in (store / "features" / "demo-cls").iterdir()}
+    assert len(encoders) == 2 and features.name in encoders
+    assert all(FeatureStore(str(store), "demo-cls", name).is_complete() for name in encoders)
 
 
 @pytest.mark.slow
