@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import save_file
 
 from pipeline.config import PipelineConfig
 from pipeline.data.demo import DemoAdapter, DemoConfig
 from pipeline.encoders.frozen import EncoderConfig, FrozenEncoder, build_encoder, tiny_model
+from pipeline.encoders.warmup import load_demo_encoder, warmup_dir
 
 
 def _encode(encoder: FrozenEncoder, samples: list) -> tuple[np.ndarray, np.ndarray]:
@@ -48,3 +50,25 @@ def test_a_local_checkpoint_file_loads_with_its_digest(tmp_path: Path) -> None:
         assert torch.equal(encoder.model.state_dict()[name], tensor)
     assert encoder.encoder_id.startswith("mmr-tiny.my-clip.")
     assert encoder.embed_dim == 128
+
+
+def test_a_release_finds_the_warmed_up_encoder_and_a_new_warmup_format_does_not(
+    warm_store: Path, small_config: PipelineConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def loaded() -> FrozenEncoder:
+        return load_demo_encoder(str(warm_store), small_config.warmup, small_config.demo, progress=False)
+
+    warmed_up = warmup_dir(str(warm_store), small_config.warmup, small_config.demo)
+    encoder_id = loaded().encoder_id
+    monkeypatch.setattr("pipeline.version.version", lambda name: "99.0.0")  # the next release
+    assert warmup_dir(str(warm_store), small_config.warmup, small_config.demo) == warmed_up
+    monkeypatch.setattr("pipeline.encoders.warmup.train_demo_encoder", _no_warmup)
+    assert loaded().encoder_id == encoder_id  # loaded from the store, not warmed up again
+    monkeypatch.setattr("pipeline.encoders.warmup.WARMUP_FORMAT", 99)  # a change to what a warm-up makes
+    assert warmup_dir(str(warm_store), small_config.warmup, small_config.demo) != warmed_up
+    with pytest.raises(AssertionError, match="warmed up again"):
+        loaded()
+
+
+def _no_warmup(*args: object, **kwargs: object) -> torch.nn.Module:
+    raise AssertionError("warmed up again")

@@ -4,8 +4,8 @@ No pretrained weights can be downloaded where the demo runs, so the pipeline mak
 CLIP: open_clip's model and its own `ClipLoss`, trained on `demo-pretrain` image-caption pairs
 (the demo's vocabulary without its domain's habits, as CLIP's web corpus is not the restorer's
 mid-stage corpus). The result has CLIP's properties that restoration relies on (aligned
-modalities, a modality gap). It is cached in the store under an id of its config and the code
-version, so it is trained once per store.
+modalities, a modality gap). It is cached in the store under an id of its config, the corpus
+it reads and `WARMUP_FORMAT`, so it is trained once per store, not once per release.
 """
 
 from __future__ import annotations
@@ -28,6 +28,12 @@ from stores.fs import join
 
 log = logging.getLogger(__name__)
 
+# What a warm-up trains, versioned on its own: bump it when a change alters the weights a
+# warm-up makes (its loop, the tiny model's config, how `demo-pretrain` is drawn). Not the code
+# version: each release would warm up again (minutes), and a warm-up that is not bit-identical
+# on another machine would send every feature store back to be encoded again.
+WARMUP_FORMAT = 1
+
 
 class WarmupConfig(BaseModel):
     """How the demo encoder is trained. Part of its id: change any field and it retrains."""
@@ -45,7 +51,7 @@ class WarmupConfig(BaseModel):
 
 def warmup_dir(store_url: str, config: WarmupConfig, demo: DemoConfig) -> str:
     corpus = demo.model_dump(include={"seed", "image_size", "corpus_size"})  # what the warm-up reads
-    return join(store_url, "encoders", f"{config.model}.demo.{content_id(config, corpus, code_version())}")
+    return join(store_url, "encoders", f"{config.model}.demo.{content_id(config, corpus, WARMUP_FORMAT)}")
 
 
 def _lr_factor(step: int, config: WarmupConfig) -> float:
@@ -120,7 +126,8 @@ def load_demo_encoder(
             {
                 "warmup": config.model_dump(mode="json"),
                 "demo": demo.model_dump(),
-                "code_version": code_version(),
+                "format": WARMUP_FORMAT,
+                "code_version": code_version(),  # the release that trained it
             },
         )
         model.load_state_dict(trained.state_dict())
