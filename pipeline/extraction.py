@@ -27,7 +27,7 @@ from pipeline.data.sample import clean_text, reference_from_json, reference_to_j
 from pipeline.encoders.frozen import FrozenEncoder
 from pipeline.progress import progress_bar
 from pipeline.version import code_version
-from stores.feature_store import FEATURES_FORMAT, FeatureStore, ShardFeatures
+from stores.feature_store import FEATURES_FORMAT, LISTING_COLUMNS, FeatureStore, ShardFeatures
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def list_samples(adapter: DatasetAdapter, limit: int | None = None) -> tuple[pa.
 def dataset_fingerprint(samples: pa.Table) -> str:
     """sha256 of the listing (ids, splits, labels, texts, image references), not of pixels."""
     digest = hashlib.sha256()
-    for batch in samples.select(["sample_id", "split", "label", "text", "image_ref"]).to_batches(65_536):
+    for batch in samples.select(LISTING_COLUMNS).to_batches(65_536):
         for record in zip(*(column.to_pylist() for column in batch.columns), strict=True):
             digest.update(repr(record).encode())
     return digest.hexdigest()
@@ -118,7 +118,6 @@ def _encoder_entry(encoder: FrozenEncoder) -> dict[str, object]:
 
 # A planned store of a generated dataset is checked against this many rows listed anew.
 SPOT_CHECK_ROWS = 256
-_LISTING_COLUMNS = ["sample_id", "split", "label", "text", "image_ref"]
 
 
 def plan_store(
@@ -164,8 +163,8 @@ def _generated_store_matches(
     if any(manifest.get(field) != value for field, value in now.items()):
         return False
     first, _ = list_samples(adapter, limit=SPOT_CHECK_ROWS)
-    stored = store.read_sample_rows(0, min(SPOT_CHECK_ROWS, manifest["n_rows"]), _LISTING_COLUMNS)
-    return stored.select(_LISTING_COLUMNS).to_pylist() == first.select(_LISTING_COLUMNS).to_pylist()
+    stored = store.read_sample_rows(0, min(SPOT_CHECK_ROWS, manifest["n_rows"]), LISTING_COLUMNS)
+    return stored.select(LISTING_COLUMNS).to_pylist() == first.select(LISTING_COLUMNS).to_pylist()
 
 
 def stored_rows(store: FeatureStore, shards: Sequence[int]) -> dict[int, RawRow]:

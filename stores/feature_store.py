@@ -47,6 +47,8 @@ SAMPLES_SCHEMA = pa.schema(
         ("image_source", pa.string()),  # the image reference as JSON, for extraction tasks
     ]
 )
+# The columns that say which raw data a store holds: the dataset fingerprint hashes them.
+LISTING_COLUMNS = ["sample_id", "split", "label", "text", "image_ref"]
 # What extraction writes, versioned on its own: bump it when the arrays, the samples table or
 # the markers change. Not the code version, which moves with every release: a store refused on
 # it would send every user back to re-encode features that no release changed.
@@ -100,7 +102,7 @@ class FeatureStore:
         """Lay out an empty store, or check that an existing one was made from the same inputs."""
         existing = self.manifest()
         if existing is not None:
-            self._check_same(existing, manifest)
+            self._check_same(existing, manifest, samples)
             return
         # Markers left by a discarded layout must not count. One plan task per dataset and run
         # lays a store out; two runs planning one new store at once race here as they already
@@ -129,10 +131,15 @@ class FeatureStore:
         first, so a crash halfway leaves a store that is not there, never a mixed one)."""
         remove(self.manifest_url)
 
-    def _check_same(self, existing: dict[str, Any], wanted: dict[str, Any]) -> None:
+    def _check_same(self, existing: dict[str, Any], wanted: dict[str, Any], samples: pa.Table) -> None:
         for field in IDENTITY_FIELDS:
             if existing.get(field) == wanted.get(field):
                 continue
+            if field in ("dataset_fingerprint", "n_rows"):
+                raise StoreMismatchError(
+                    f"store {self.url} was made from other raw data than this run lists ({self._first_change(samples)}): "
+                    f"pass the --root it was made from, or delete {self.url} to rebuild it"
+                )
             if field == "encoder":
                 raise StoreMismatchError(
                     f"store {self.url} was written by encoder {existing['encoder'].get('id')} "
@@ -143,6 +150,19 @@ class FeatureStore:
                 f"store {self.url} was made with {field}={existing.get(field)!r}, this run has "
                 f"{wanted.get(field)!r}: delete {self.url} to rebuild it, or pass another --store"
             )
+
+    def _first_change(self, samples: pa.Table) -> str:
+        """Where the stored listing and `samples` first differ, in words."""
+        stored = read_parquet(self.samples_url)
+        if stored.num_rows != samples.num_rows:
+            return f"{stored.num_rows} samples then, {samples.num_rows} now"
+        listed = zip(stored.select(LISTING_COLUMNS).to_pylist(), samples.select(LISTING_COLUMNS).to_pylist(),
+                     strict=True)  # fmt: skip
+        for row, (then, now) in enumerate(listed):
+            if then != now:
+                column = next(name for name in LISTING_COLUMNS if then[name] != now[name])
+                return f"row {row} {column} was {then[column]!r}, is {now[column]!r}"
+        return "the same samples, listed by another code version"
 
     def write_shard(self, features: ShardFeatures) -> None:
         manifest = self._require_manifest()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
 
 from pipeline.data.adapter import DatasetAdapter
@@ -58,7 +59,9 @@ def _need_root(name: str, root: str | None) -> str:
         raise DatasetLayoutError(
             f"dataset {name} reads raw files: pass --root PATH (the folder you downloaded)"
         )
-    return root
+    # Absolute: the store records each image's path, which must name the same file from any
+    # working directory (a rerun elsewhere, a Prefect worker).
+    return root if "://" in root else os.path.abspath(os.path.expanduser(root))
 
 
 def dataset_names() -> list[str]:
