@@ -45,15 +45,14 @@ def _features(
     device: str, workers: int | None = None, batch_size: int | None = None, quiet_skips: bool = False,
 ) -> str:  # fmt: skip
     """Extract (or find already extracted) features of (name, raw root) pairs; returns the encoder id."""
-    from pipeline.config import load_config
+    from pipeline.config import load_config, overridden
     from pipeline.data.registry import get_adapter
     from pipeline.encoders.frozen import EncoderConfig
     from pipeline.encoders.warmup import load_encoder
     from pipeline.extraction import extract as run_extraction
 
     settings = load_config(config)
-    overrides = {key: value for key, value in {"workers": workers, "batch_size": batch_size}.items() if value}
-    extraction = settings.extraction.model_copy(update=overrides)
+    extraction = overridden(settings.extraction, workers=workers, batch_size=batch_size)
     adapters = [
         get_adapter(name, root, settings.demo.model_dump() if name.startswith("demo") else None)
         for name, root in datasets
@@ -179,29 +178,24 @@ def _restorations(
     recentre: bool | None = None,
 ) -> Iterator[tuple[str, str, RestoreResult]]:  # fmt: skip
     """Restore every (downstream dataset, restorer) pair, running upstream steps as needed."""
-    from pipeline.config import load_config
+    from pipeline.config import load_config, overridden
     from pipeline.data.registry import corpus_dataset, downstream
-    from pipeline.errors import ConfigError
-    from pipeline.masks import MISSING_TYPES
     from pipeline.restoration import restore as run_restore
     from pipeline.restoration import train as run_training
     from pipeline.restorers import RESTORER_NAMES
+    from pipeline.steps import check_choices
 
-    if missing_type not in MISSING_TYPES:
-        raise ConfigError(f"--missing-type {missing_type!r}: use one of {', '.join(MISSING_TYPES)}")
+    restorers = RESTORER_NAMES if restorer == "all" else tuple(restorer.split(","))
+    check_choices(list(restorers), [missing_type], [missing_rate])
+    settings = overridden(load_config(config).restore, steps=steps, samples=samples, recentre=recentre)
+    train_config = _train_config(config, variant, stages, None) if "dit" in restorers else None
     names = downstream([dataset])
     corpus_name = corpus_dataset(corpus)
     datasets = [(name, root) for name in names] + [(corpus_name, corpus_root)]
     encoder_id = _features(datasets, store, model, pretrained, config, device, quiet_skips=True)
-    restorers = RESTORER_NAMES if restorer == "all" else tuple(restorer.split(","))
     trained = None
-    if "dit" in restorers:
-        train_config = _train_config(config, variant, stages, None)
+    if train_config is not None:
         trained, _ = run_training(store, corpus_name, encoder_id, train_config, device=resolve_device(device))
-    overrides = {key: value for key, value in {"steps": steps, "samples": samples}.items() if value}
-    if recentre is not None:
-        overrides["recentre"] = recentre
-    settings = load_config(config).restore.model_copy(update=overrides)
     for name in names:
         for restorer_name in restorers:
             result = run_restore(store, name, encoder_id, restorer_name, missing_rate, missing_type, seed,  # type: ignore[arg-type]
@@ -337,6 +331,8 @@ def sql(
 
     if format not in ("table", "csv", "json"):
         raise ConfigError(f"--format {format!r}: use table, csv or json")
+    if not statement.strip():
+        raise ConfigError('the SQL statement is empty: pass one, e.g. "SELECT * FROM metrics LIMIT 5"')
     try:
         columns, rows = query(store or default_store(), statement)
     except duckdb.Error as error:

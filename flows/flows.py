@@ -20,7 +20,7 @@ from pipeline.masks import MISSING_TYPES
 from pipeline.progress import progress_bar
 from pipeline.restorers import RESTORER_NAMES
 from pipeline.runtime import default_store, resolve_device
-from pipeline.steps import RunSpec
+from pipeline.steps import RunSpec, check_choices, restore_settings, training_config
 
 
 def _spec(store: str | None, model: str, pretrained: str, config: str | None, device: str) -> RunSpec:
@@ -117,17 +117,6 @@ def restore_all(spec: RunSpec, encoder_id: str, datasets: list[str], restorers: 
     return futures
 
 
-def _check_choices(restorers: list[str], missing_types: list[str]) -> None:
-    from pipeline.errors import ConfigError
-
-    unknown = [name for name in restorers if name not in RESTORER_NAMES]
-    if unknown:
-        raise ConfigError(f"unknown restorer {unknown[0]!r}: choose from {', '.join(RESTORER_NAMES)}")
-    wrong = [name for name in missing_types if name not in MISSING_TYPES]
-    if wrong:
-        raise ConfigError(f"unknown missing type {wrong[0]!r}: choose from {', '.join(MISSING_TYPES)}")
-
-
 def _upstream(spec: RunSpec, datasets: list[str], roots: dict[str, str] | None, corpus: str,
               corpus_root: str | None, restorers: list[str], variant: str | None,
               stages: int | None) -> tuple[str, dict[str, Any] | None]:  # fmt: skip
@@ -142,12 +131,14 @@ def _upstream(spec: RunSpec, datasets: list[str], roots: dict[str, str] | None, 
 
 
 def _one_dataset_upstream(dataset: str, root: str | None, restorers: list[str], missing_types: list[str],
-                          corpus: str, corpus_root: str | None, store: str | None, model: str, pretrained: str,
+                          missing_rate: float, sampling_steps: int | None, corpus: str, corpus_root: str | None, store: str | None, model: str, pretrained: str,
                           config: str | None, device: str, variant: str | None,
                           stages: int | None) -> tuple[RunSpec, list[str], str, str, str | None]:  # fmt: skip
     """Checked choices, the run spec, the dataset's members, and their encoder and DiT ids."""
-    _check_choices(restorers, missing_types)
     spec = _spec(store, model, pretrained, config, device)
+    check_choices(restorers, missing_types, [missing_rate])
+    restore_settings(spec, sampling_steps)  # a bad --steps or --stages fails now, not after extraction
+    training_config(spec, variant, stages)
     names, corpus = downstream([dataset]), corpus_dataset(corpus)
     roots = {name: root for name in names} if root else None
     encoder_id, training = _upstream(spec, names, roots, corpus, corpus_root, restorers, variant, stages)
@@ -164,8 +155,8 @@ def restore_flow(dataset: str = "demo", root: str | None = None, missing_rate: f
     """Restore the masked modalities of a dataset with each restorer; a table of cosine to truth."""
     missing_types, seeds, restorers = missing_types or ["both"], seeds or [0], restorers or ["dit"]
     spec, names, corpus, encoder_id, restorer_id = _one_dataset_upstream(
-        dataset, root, restorers, missing_types, corpus, corpus_root, store, model, pretrained, config, device,
-        variant, stages,
+        dataset, root, restorers, missing_types, missing_rate, steps, corpus, corpus_root, store, model,
+        pretrained, config, device, variant, stages,
     )  # fmt: skip
     futures = restore_all(spec, encoder_id, names, restorers, missing_rate, missing_types, seeds, corpus,
                           restorer_id, variant, stages, steps)  # fmt: skip
@@ -187,8 +178,8 @@ def evaluate_flow(dataset: str = "demo", root: str | None = None, missing_rate: 
     """Restore, train the decoder, score the test split and append the results, per restorer."""
     missing_types, seeds, restorers = missing_types or ["both"], seeds or [0], restorers or ["dit"]
     spec, names, corpus, encoder_id, restorer_id = _one_dataset_upstream(
-        dataset, root, restorers, missing_types, corpus, corpus_root, store, model, pretrained, config, device,
-        variant, stages,
+        dataset, root, restorers, missing_types, missing_rate, steps, corpus, corpus_root, store, model,
+        pretrained, config, device, variant, stages,
     )  # fmt: skip
     evaluations = evaluate_all(spec, encoder_id, names, restorers, [missing_rate], missing_types, seeds,
                                corpus, restorer_id, variant, stages, steps)  # fmt: skip
@@ -258,9 +249,11 @@ def benchmark_flow(datasets: list[str] | None = None, missing_rates: list[float]
     datasets, missing_rates = datasets or ["demo"], missing_rates or [0.7]
     missing_types, seeds = missing_types or list(MISSING_TYPES), seeds if seeds is not None else [0, 1, 2]
     restorers = restorers or list(RESTORER_NAMES)
-    _check_choices(restorers, missing_types)
     logger = get_run_logger()
     spec = _spec(store, model, pretrained, config, device)
+    check_choices(restorers, missing_types, missing_rates)
+    restore_settings(spec, steps)  # a bad --steps or --stages fails now, not after extraction
+    training_config(spec, variant, stages)
     names, corpus = downstream(datasets), corpus_dataset(corpus)
     encoder_id, training = _upstream(spec, names, roots, corpus, corpus_root, restorers, variant, stages)
     restorer_id = training["restorer_id"] if training else None

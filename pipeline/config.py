@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -54,6 +54,8 @@ DEMO_DECODER = DecoderTraining(decoder=DecoderConfig(width=64, heads=4), lr=1e-3
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
+Settings = TypeVar("Settings", bound=BaseModel)
+
 
 class PipelineConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -92,6 +94,20 @@ def load_config(name_or_path: str | None) -> PipelineConfig:
         raise ConfigError(f"config {path} is invalid: {detail}: fix the file") from None
 
 
+def overridden(settings: Settings, **options: object) -> Settings:
+    """`settings` with the command-line options that were given (not None) set, validated as a
+    config file's values are: `model_copy` would take `--batch-size -1` as it came."""
+    given = {name: value for name, value in options.items() if value is not None}
+    try:
+        return type(settings).model_validate({**settings.model_dump(), **given})
+    except ValidationError as error:
+        problem = error.errors()[0]
+        name = str(problem["loc"][0])
+        raise ConfigError(
+            f"--{name.replace('_', '-')} {given.get(name)!r}: {problem['msg'].lower()}"
+        ) from None
+
+
 def merged(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """`defaults` with `overrides` laid over it, section by section (objects merge, values replace)."""
     out = dict(defaults)
@@ -114,7 +130,4 @@ def training_config(
         dit.update(DIT_PRESETS[preset])
     if variant:
         dit["gating"] = variant
-    updates: dict[str, object] = {"dit": DiTConfig(**dit)}
-    if stages:
-        updates["stages"] = stages
-    return train.model_copy(update=updates)
+    return overridden(train, dit=DiTConfig(**dit), stages=stages)

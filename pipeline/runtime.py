@@ -11,9 +11,18 @@ def default_store() -> str:
 
 
 def resolve_device(name: str) -> str:
-    """`auto` is CUDA when there is one, else the CPU; any other name is used as given."""
-    if name != "auto":
-        return name
+    """`auto` is CUDA when there is one, else the CPU; any other name is checked and used as given."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    from pipeline.errors import ConfigError
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name!r} is not a device: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA devices: "
+                          "use --device cpu, or auto")  # fmt: skip
+    return name

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from pipeline.config import PipelineConfig, load_config
+from pipeline.config import PipelineConfig, load_config, overridden
 from pipeline.config import training_config as config_training
 from pipeline.data.adapter import DatasetAdapter
 from pipeline.data.registry import get_adapter
@@ -115,9 +115,25 @@ def training_config(spec: RunSpec, variant: str | None, stages: int | None) -> T
     return config_training(spec.settings(), variant, stages)
 
 
+def check_choices(restorers: list[str], missing_types: list[str], missing_rates: list[float]) -> None:
+    """One error line for a bad choice before any step runs, not after extraction and training."""
+    from pipeline.errors import ConfigError
+    from pipeline.masks import MISSING_TYPES
+    from pipeline.restorers import RESTORER_NAMES
+
+    unknown = [name for name in restorers if name not in RESTORER_NAMES]
+    if unknown:
+        raise ConfigError(f"unknown restorer {unknown[0]!r}: choose from {', '.join(RESTORER_NAMES)}")
+    wrong = [name for name in missing_types if name not in MISSING_TYPES]
+    if wrong:
+        raise ConfigError(f"unknown missing type {wrong[0]!r}: choose from {', '.join(MISSING_TYPES)}")
+    outside = [eta for eta in missing_rates if not 0.0 <= eta <= 1.0]
+    if outside:
+        raise ConfigError(f"missing rate {outside[0]} is outside [0, 1]: pass a fraction such as 0.7")
+
+
 def restore_settings(spec: RunSpec, steps: int | None = None) -> RestoreSettings:
-    settings = spec.settings().restore
-    return settings.model_copy(update={"steps": steps}) if steps else settings
+    return overridden(spec.settings().restore, steps=steps)
 
 
 def restore(spec: RunSpec, dataset: str, encoder_id: str, restorer: str, eta: float,
@@ -220,7 +236,13 @@ def write_report(
             + (f" and encoder {encoder_id}" if encoder_id else "")
             + ": evaluate with this code (`mmr-pipeline run` or `evaluate`), or pass the --config they used"
         )
-    rates = [missing_rate] if missing_rate is not None else evaluated_missing_rates(store, selection)
+    evaluated = evaluated_missing_rates(store, selection)
+    if missing_rate is not None and not any(abs(missing_rate - eta) < 1e-9 for eta in evaluated):
+        raise StoreMismatchError(
+            f"--missing-rate {missing_rate}: nothing in {store} was evaluated at it; evaluated rates: "
+            f"{', '.join(f'{eta:g}' for eta in evaluated)}"
+        )
+    rates = [missing_rate] if missing_rate is not None else evaluated
     tables, files = {}, []
     for eta in rates:
         markdown, table = benchmark_tables(store, eta, selection, steps, sampling)

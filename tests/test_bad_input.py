@@ -123,3 +123,54 @@ def test_a_restorer_directory_path_names_its_store_and_id_or_is_refused() -> Non
         RestorerStore.at("/tmp/run/dit-gating-s2-0123456789ab")
     with pytest.raises(StoreMismatchError, match="pass STORE/restorers/ID"):  # a checkpoint, not the restorer
         RestorerStore.at("/tmp/run/restorers/dit-gating-s2-0123456789ab/ckpt-00000234")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            ["extract", "--dataset", "demo-cls", "--batch-size", "-1"],
+            "--batch-size -1: input should be greater",
+        ),
+        (["extract", "--dataset", "demo-cls", "--workers", "-1"], "--workers -1: input should be greater"),
+        (["extract", "--dataset", "demo-cls", "--device", "cpux"], "--device 'cpux' is not a device"),
+        (["restore", "--restorer", "zero", "--missing-rate", "1.5"], "missing rate 1.5 is outside [0, 1]"),
+        (["evaluate", "--restorer", "zero", "--missing-rate", "-0.1"], "missing rate -0.1 is outside [0, 1]"),
+        (["restore", "--restorer", "zero,bogus"], "unknown restorer 'bogus'"),
+        (["restore", "--restorer", "dit", "--steps", "0"], "--steps 0: input should be greater"),
+        (["restore", "--restorer", "dit", "--stages", "3"], "--stages 3: input should be less"),
+        (["sql", "  "], "the SQL statement is empty"),
+    ],
+)
+def test_bad_option_values_are_one_line_errors_before_any_step(
+    tmp_path: Path, arguments: list[str], message: str
+) -> None:
+    """Each is refused before the encoder is warmed up or anything is extracted: before, a batch
+    size of -1 committed shards of zeros, and a missing rate of 1.5 failed after extraction."""
+    store = tmp_path / "store"
+    result = CliRunner().invoke(app, [*arguments, "--store", str(store)])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert not store.exists()
+
+
+def test_a_root_names_its_data_from_any_folder_and_moved_data_is_refused_naming_what_moved(
+    tmp_path: Path, store_with_encoder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_layout(tmp_path / "raw")
+    store = ["--store", str(store_with_encoder), "--config", "demo-small"]
+    monkeypatch.chdir(tmp_path)
+    relative = CliRunner().invoke(app, ["extract", "--dataset", "jsonl", "--root", "raw", *store])
+    assert relative.exit_code == 0, relative.output
+    absolute = CliRunner().invoke(
+        app, ["extract", "--dataset", "jsonl", "--root", str(tmp_path / "raw"), *store]
+    )
+    assert absolute.exit_code == 0 and "0 written" in absolute.output, absolute.output  # before: refused
+
+    (tmp_path / "raw").rename(tmp_path / "moved")
+    moved = CliRunner().invoke(app, ["extract", "--dataset", "jsonl", "--root", "moved", *store])
+    line = _single_error_line(moved.output)
+    assert (
+        f"row 0 image_ref was '{tmp_path}/raw/images/good.png', is '{tmp_path}/moved/images/good.png'" in line
+    )
+    assert "pass the --root it was made from" in line

@@ -43,6 +43,10 @@ def test_evaluate_sql_and_report_on_the_store(warm_store: Path, tmp_path: Path) 
 
     report = CliRunner().invoke(app, ["report", "--store", str(store), "--config", "demo-small"])
     assert report.exit_code == 0, report.output
+    elsewhere = ["report", "--store", str(store), "--config", "demo-small", "--missing-rate", "0.3"]
+    nothing = CliRunner().invoke(app, elsewhere)  # before: empty tables, exit 0
+    assert nothing.exit_code == 2 and "evaluated rates: 0.7" in nothing.output, nothing.output
+    assert not (store / "reports" / "benchmark-eta0.30.md").exists()
     assert "| dit |" in (store / "reports" / "benchmark-eta0.70.md").read_text()
     figures = sorted(p.name for p in (store / "reports").glob("*.png"))
     assert "robustness-demo-cls-text.png" in figures and "pca-demo-cls-text-text.png" in figures
