@@ -407,7 +407,6 @@ def run(
     from pipeline.errors import ConfigError
 
     store = store or default_store()
-    _prefect_environment(store)
     try:
         rates = [float(value) for value in _split(missing_rate)]
         seed_list = [int(value) for value in _split(seeds)]
@@ -421,11 +420,15 @@ def run(
         if not sep:
             raise ConfigError(f"--root {pair!r}: write NAME=PATH, e.g. --root mmimdb=/data/mmimdb")
         roots[name] = path
-    from flows.flows import benchmark_flow
-    from flows.runners import task_runner
     from pipeline.restorers import RESTORER_NAMES
+    from pipeline.steps import check_choices
 
     chosen = list(RESTORER_NAMES) if restorers == "all" else _split(restorers)
+    check_choices(chosen, _split(missing_types), rates)  # before Prefect's server starts (~20 s)
+    _prefect_environment(store)  # before Prefect is imported: it reads its home then
+    from flows.flows import benchmark_flow
+    from flows.runners import task_runner
+
     result = benchmark_flow.with_options(task_runner=task_runner(workers, dask_address))(
         datasets=_split(dataset), missing_rates=rates, missing_types=_split(missing_types), seeds=seed_list,
         restorers=chosen, corpus=corpus, corpus_root=corpus_root, roots=roots or None, store=store,

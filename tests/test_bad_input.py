@@ -137,6 +137,7 @@ def test_a_restorer_directory_path_names_its_store_and_id_or_is_refused() -> Non
         (["restore", "--restorer", "zero", "--missing-rate", "1.5"], "missing rate 1.5 is outside [0, 1]"),
         (["evaluate", "--restorer", "zero", "--missing-rate", "-0.1"], "missing rate -0.1 is outside [0, 1]"),
         (["restore", "--restorer", "zero,bogus"], "unknown restorer 'bogus'"),
+        (["run", "--missing-rate", "0.5,1.5"], "missing rate 1.5 is outside [0, 1]"),
         (["restore", "--restorer", "dit", "--steps", "0"], "--steps 0: input should be greater"),
         (["restore", "--restorer", "dit", "--stages", "3"], "--stages 3: input should be less"),
         (["sql", "  "], "the SQL statement is empty"),
