@@ -294,6 +294,13 @@ def report(
         str | None,
         typer.Option(help="Features' encoder, as the report names it (default: each dataset's newest)."),
     ] = None,
+    recentre: Annotated[
+        bool | None,
+        typer.Option(
+            "--recentre/--no-recentre",
+            help="The table's DiT: recentred or zero-shot (default: the config's).",
+        ),
+    ] = None,
 ) -> None:
     """Write the benchmark tables (Markdown + CSV, the shape of the paper's Table 1) under the store.
 
@@ -301,7 +308,7 @@ def report(
     how many others the store holds."""
     from pipeline.steps import write_report
 
-    written = write_report(store or default_store(), missing_rate, steps, config, encoder_id)
+    written = write_report(store or default_store(), missing_rate, steps, config, encoder_id, recentre)
     for markdown in written["tables"].values():
         typer.echo(markdown)
     for path in written["files"]:
@@ -402,6 +409,7 @@ def run(
     ablations: Annotated[
         bool, typer.Option(help="Also run the DiT ablations (gating, stages, steps).")
     ] = False,
+    recentre: RecentreOption = None,
 ) -> None:
     """Run the whole benchmark (extract, train, restore, evaluate, report) as a Prefect flow."""
     from pipeline.errors import ConfigError
@@ -433,6 +441,7 @@ def run(
         datasets=_split(dataset), missing_rates=rates, missing_types=_split(missing_types), seeds=seed_list,
         restorers=chosen, corpus=corpus, corpus_root=corpus_root, roots=roots or None, store=store,
         model=model, pretrained=pretrained, config=config, device=device, steps=steps, ablations=ablations,
+        recentre=recentre,
     )  # fmt: skip
     training = result["training"]
     if training and training["trained_now"]:

@@ -23,13 +23,21 @@ from pipeline.runtime import default_store, resolve_device
 from pipeline.steps import RunSpec, check_choices, restore_settings, training_config
 
 
-def _spec(store: str | None, model: str, pretrained: str, config: str | None, device: str) -> RunSpec:
+def _spec(
+    store: str | None,
+    model: str,
+    pretrained: str,
+    config: str | None,
+    device: str,
+    recentre: bool | None = None,
+) -> RunSpec:
     return RunSpec(
         store=(store or default_store()),
         model=model,
         pretrained=pretrained,
         config=config,
         device=resolve_device(device),
+        recentre=recentre,
     )
 
 
@@ -219,14 +227,17 @@ def _score_rows(evaluations: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @flow(name="report")
 def report_flow(store: str | None = None, missing_rate: float | None = None, dit_steps: int | None = None,
-                config: str | None = None, encoder_id: str | None = None) -> dict[str, Any]:  # fmt: skip
+                config: str | None = None, encoder_id: str | None = None,
+                recentre: bool | None = None) -> dict[str, Any]:  # fmt: skip
     """Write the benchmark tables and figures under the store; publish the table as an artifact.
 
     `config` names the preset the benchmark ran with: the tables show evaluations by its decoder
     recipe, and their DiT is the one sampled as it samples. `encoder_id`: the features' encoder
-    (None: per dataset, the encoder of its newest evaluation).
+    (None: per dataset, the encoder of its newest evaluation). `recentre`: the table's DiT is the
+    recentred one, or the zero-shot one (None: as the config says).
     """
-    written = steps.write_report((store or default_store()), missing_rate, dit_steps, config, encoder_id)
+    written = steps.write_report((store or default_store()), missing_rate, dit_steps, config, encoder_id,
+                                 recentre)  # fmt: skip
     for eta, markdown in written["tables"].items():
         create_markdown_artifact(markdown, key=f"benchmark-eta{round(float(eta) * 100)}",
                                  description=f"Benchmark at missing rate {eta}")  # fmt: skip
@@ -240,17 +251,18 @@ def benchmark_flow(datasets: list[str] | None = None, missing_rates: list[float]
                    roots: dict[str, str] | None = None, store: str | None = None, model: str = "mmr-tiny",
                    pretrained: str = "demo", config: str | None = None, device: str = "auto",
                    steps: int | None = None, variant: str | None = None, stages: int | None = None,
-                   ablations: bool = False) -> dict[str, Any]:  # fmt: skip
+                   ablations: bool = False, recentre: bool | None = None) -> dict[str, Any]:  # fmt: skip
     """The whole DAG: extract, train the restorer, restore, evaluate every combination, report.
 
     With `ablations`, also the DiT variants of the paper's ablations (other gatings, stage 1
-    only, other sampling step counts), for the report's ablation tables.
+    only, other sampling step counts), for the report's ablation tables. `recentre` overrides
+    the config's choice for dit, knn and regression (False: the paper's zero-shot restoration).
     """
     datasets, missing_rates = datasets or ["demo"], missing_rates or [0.7]
     missing_types, seeds = missing_types or list(MISSING_TYPES), seeds if seeds is not None else [0, 1, 2]
     restorers = restorers or list(RESTORER_NAMES)
     logger = get_run_logger()
-    spec = _spec(store, model, pretrained, config, device)
+    spec = _spec(store, model, pretrained, config, device, recentre)
     check_choices(restorers, missing_types, missing_rates)
     restore_settings(spec, steps)  # a bad --steps or --stages fails now, not after extraction
     training_config(spec, variant, stages)
@@ -270,7 +282,12 @@ def benchmark_flow(datasets: list[str] | None = None, missing_rates: list[float]
                 len(evaluations) - fresh)  # fmt: skip
     create_table_artifact(_score_rows(evaluations), key="benchmark-scores", description="Every evaluation")
     written = report_flow(
-        store=spec.store, missing_rate=None, dit_steps=steps, config=config, encoder_id=encoder_id
+        store=spec.store,
+        missing_rate=None,
+        dit_steps=steps,
+        config=config,
+        encoder_id=encoder_id,
+        recentre=recentre,
     )
     return {"encoder_id": encoder_id, "training": training, "evaluations": len(evaluations),
             "computed": fresh, **written}  # fmt: skip

@@ -72,8 +72,16 @@ def preset_names() -> list[str]:
     return sorted(path.stem for path in CONFIG_DIR.glob("*.json"))
 
 
-def load_config(name_or_path: str | None) -> PipelineConfig:
-    """A preset by name, a JSON file by path, or the defaults for None."""
+def load_config(name_or_path: str | None, recentre: bool | None = None) -> PipelineConfig:
+    """A preset by name, a JSON file by path, or the defaults for None; `recentre` (--recentre /
+    --no-recentre), when given, replaces its restore setting."""
+    settings = _load_config(name_or_path)
+    if recentre is None:
+        return settings
+    return settings.model_copy(update={"restore": overridden(settings.restore, recentre=recentre)})
+
+
+def _load_config(name_or_path: str | None) -> PipelineConfig:
     if name_or_path is None:
         return PipelineConfig()
     path = Path(name_or_path)

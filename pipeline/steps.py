@@ -40,9 +40,10 @@ class RunSpec(BaseModel):
     pretrained: str = "demo"
     config: str | None = None
     device: str = "cpu"
+    recentre: bool | None = None  # None: the config's
 
     def settings(self) -> PipelineConfig:
-        return load_config(self.config)
+        return load_config(self.config, self.recentre)
 
     def encoder(self) -> FrozenEncoder:
         settings = self.settings()
@@ -211,6 +212,7 @@ def write_report(
     dit_steps: int | None = None,
     config: str | None = None,
     encoder_id: str | None = None,
+    recentre: bool | None = None,
 ) -> dict[str, Any]:
     """Benchmark tables (Markdown + CSV) and figures under `{store}/reports`, per evaluated eta.
 
@@ -225,7 +227,7 @@ def write_report(
     from pipeline.selection import select_results
     from stores.fs import is_local, join, write_bytes_atomic
 
-    settings = load_config(config)
+    settings = load_config(config, recentre)
     restore, steps = settings.restore, dit_steps or settings.restore.steps
     sampling = DitSampling.from_settings(restore)
     selection = select_results(store, settings.decoder.recipe_id(), encoder_id)

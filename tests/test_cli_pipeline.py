@@ -72,3 +72,15 @@ def test_evaluate_sql_and_report_on_the_store(warm_store: Path, tmp_path: Path) 
     result = CliRunner().invoke(app, ["sql", statement, "--store", str(store), "--format", "csv"])
     variants = result.output.splitlines()[1:]
     assert len(variants) == 2 and sum(v.endswith("-rc-seed0") for v in variants) == 1, variants
+
+    # The report's DiT row follows --recentre/--no-recentre, as `run --no-recentre` evaluates.
+    statement = "SELECT variant, value FROM metrics WHERE restorer = 'dit' AND metric = 'accuracy'"
+    result = CliRunner().invoke(app, ["sql", statement, "--store", str(store), "--format", "csv"])
+    scores = {variant.endswith("-rc-seed0"): float(value) for variant, value in
+              (line.split(",") for line in result.output.splitlines()[1:])}  # fmt: skip
+    assert f"{100 * scores[True]:.2f}" != f"{100 * scores[False]:.2f}"
+    for option, recentred in (("--recentre", True), ("--no-recentre", False)):
+        report = CliRunner().invoke(app, ["report", "--store", str(store), "--config", "demo-small", option])
+        assert report.exit_code == 0, report.output
+        (dit_row,) = [line for line in report.output.splitlines() if line.startswith("| dit |")][:1]
+        assert f"{100 * scores[recentred]:.2f}" in dit_row, (option, dit_row, scores)
