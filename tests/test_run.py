@@ -74,10 +74,13 @@ def test_run_prints_the_table_and_a_rerun_recomputes_nothing(warm_store: Path, t
     tensors, meta = load_checkpoint(str(encoder))
     name = next(iter(tensors))
     save_checkpoint(str(encoder), {**tensors, name: tensors[name] + 1e-3}, meta)
-    _run(store, "--restorers", "zero", "--missing-types", "image")
+    _run(store, "--restorers", "zero,knn", "--missing-types", "image", "--no-recentre")
     encoders = {path.name for path in (store / "features" / "demo-cls").iterdir()}
     assert len(encoders) == 2 and features.name in encoders
     assert all(FeatureStore(str(store), "demo-cls", name).is_complete() for name in encoders)
+    _, knn = query(str(store), "SELECT dataset, variant FROM metrics WHERE restorer = 'knn' GROUP BY ALL")
+    assert {dataset for dataset, _ in knn} == {"demo-cls", "demo-tags"}
+    assert not [variant for _, variant in knn if "-rc" in variant]  # demo-small's config recentres
 
 
 @pytest.mark.slow
