@@ -56,12 +56,16 @@ def write_json_atomic(url: str, payload: Any) -> None:
 
 
 def read_json(url: str) -> Any | None:
-    """The parsed JSON at `url`, or None when there is no file."""
+    """The parsed JSON at `url`, or None when there is no file.
+
+    A file where a folder of the path should be (a --root that names a file) means no file
+    there either: the caller's "missing" message is the right one, not a traceback.
+    """
     fs, path = url_to_fs(url)
     try:
         with fs.open(path, "rb") as handle:
             return json.loads(handle.read())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
 
 

@@ -49,7 +49,9 @@ class Food101Adapter(DatasetAdapter):
         """(line number, file, text, class) of each CSV row, header skipped."""
         relative = f"texts/{split}_titles.csv"
         fs, path = url_to_fs(join(self.root, relative))
-        with fs.open(path, "r", encoding="utf-8", errors="replace", newline="") as handle:
+        # utf-8-sig: Excel's "CSV UTF-8" starts the file with a byte-order mark, which would
+        # otherwise become part of the first file name and make that image look missing.
+        with fs.open(path, "r", encoding="utf-8-sig", errors="replace", newline="") as handle:
             for line, row in enumerate(csv.reader(handle), start=1):
                 if not any(field.strip() for field in row):
                     continue

@@ -6,18 +6,19 @@
 `dev.jsonl` is the val split (the phase-2 release names it `dev_seen.jsonl`: used when there is
 no dev.jsonl) and `test_seen.jsonl` the test split: the labelled test set of the public
 release. Classes are ("not hateful", "hateful"), so the AUROC's positive class is index 1.
+The files are read as UTF-8 with any byte-order mark dropped; a line that is not UTF-8 is a layout
+error naming it.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 from pipeline.data.adapter import DatasetAdapter, DatasetInfo
-from pipeline.data.raw import class_index, need_path
+from pipeline.data.raw import class_index, json_objects, need_path
 from pipeline.data.sample import FileImage, Sample
 from pipeline.errors import DatasetLayoutError
-from stores.fs import exists, join, url_to_fs
+from stores.fs import exists, join
 
 CLASSES = ("not hateful", "hateful")
 ROOT_FIX = (
@@ -41,26 +42,17 @@ class HatefulMemesAdapter(DatasetAdapter):
 
     def samples(self) -> Iterator[Sample]:
         for file, split in self.files:
-            fs, path = url_to_fs(join(self.root, file))
-            with fs.open(path, "r", encoding="utf-8") as handle:
-                for line_number, line in enumerate(handle, start=1):
-                    if not line.strip():
-                        continue
-                    where = f"{file} line {line_number}"
-                    try:
-                        record = json.loads(line)
-                        meme = str(record["id"])
-                    except (json.JSONDecodeError, KeyError, TypeError):
-                        raise DatasetLayoutError(
-                            f"{where} is not a JSON object with an `id`: fix that line"
-                        ) from None
-                    index = class_index(("0", "1"), record.get("label"), where, "labels are 0 or 1")
-                    image, text = record.get("img"), record.get("text")
-                    yield Sample(
-                        sample_id=meme,
-                        split=split,
-                        text=None if text is None else str(text),
-                        image=FileImage(join(self.root, str(image))) if image else None,
-                        label=(index,),
-                        source=where,
-                    )
+            for line_number, record in json_objects(self.root, file):
+                where = f"{file} line {line_number}"
+                if "id" not in record:
+                    raise DatasetLayoutError(f"{where} is a JSON object without an `id`: fix that line")
+                index = class_index(("0", "1"), record.get("label"), where, "labels are 0 or 1")
+                image, text = record.get("img"), record.get("text")
+                yield Sample(
+                    sample_id=str(record["id"]),
+                    split=split,
+                    text=None if text is None else str(text),
+                    image=FileImage(join(self.root, str(image))) if image else None,
+                    label=(index,),
+                    source=where,
+                )

@@ -40,6 +40,11 @@ def _tweet_id(value: object) -> str | None:
     return None if value is None or not str(value).strip() else str(value).strip()
 
 
+def _cells(header: list[str], values: tuple[object, ...]) -> dict[str, object]:
+    """{column: value} of a row; a row that stops early (its last cells empty) has None there."""
+    return {column: values[index] if index < len(values) else None for index, column in enumerate(header)}
+
+
 class Mmhs11kAdapter(DatasetAdapter):
     def __init__(self, root: str, val_percent: int = 10) -> None:
         self.root = root
@@ -74,7 +79,11 @@ class Mmhs11kAdapter(DatasetAdapter):
                     f"{relative} is not a readable xlsx workbook ({type(error).__name__}): re-download it"
                 ) from None
             try:
-                rows = book.worksheets[0].iter_rows(values_only=True)
+                sheet = book.worksheets[0]
+                # Read-only mode trusts the sheet's stored <dimension>, which some exporters write
+                # wrong (`A1`: one column read) or leave out; forget it and read the cells present.
+                sheet.reset_dimensions()
+                rows = sheet.iter_rows(values_only=True)
                 header = [str(cell).strip() if cell is not None else "" for cell in next(rows, ())]
                 missing = [column for column in COLUMNS if column not in header]
                 if missing:
@@ -84,7 +93,7 @@ class Mmhs11kAdapter(DatasetAdapter):
                     )
                 for number, values in enumerate(rows, start=2):
                     if any(value is not None and str(value).strip() for value in values):
-                        yield number, dict(zip(header, values, strict=False))
+                        yield number, _cells(header, values)
             finally:
                 book.close()
 

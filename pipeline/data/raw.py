@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pipeline.errors import ConfigError, DatasetLayoutError
@@ -27,6 +27,41 @@ def need_json(root: str, relative: str, fix: str) -> Any:
     if payload is None:
         raise DatasetLayoutError(f"no {relative} under {root}: {fix}")
     return payload
+
+
+def json_objects(root: str, relative: str) -> Iterator[tuple[int, dict[str, object]]]:
+    """(line number, object) of each non-blank line of the JSON-lines file `root/relative`.
+
+    Each line is decoded on its own, so a byte that is not UTF-8 is reported with its line
+    number; a UTF-8 byte-order mark (some Windows editors write one) is dropped.
+    """
+    fs, path = url_to_fs(join(root, relative))
+    with fs.open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8-sig")
+            except UnicodeDecodeError as error:
+                raise DatasetLayoutError(
+                    f"{relative} line {number} is not UTF-8 text (byte 0x{error.object[error.start]:02x}): "
+                    "save the file as UTF-8"
+                ) from None
+            if line.strip():
+                # without its line end, a parse error's position counts characters of this line
+                yield number, _json_object(line.rstrip(), f"{relative} line {number}")
+
+
+def _json_object(line: str, where: str) -> dict[str, object]:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise DatasetLayoutError(
+            f"{where} is not a JSON object ({error.msg} at character {error.pos + 1}): fix that line"
+        ) from None
+    if not isinstance(record, dict):
+        raise DatasetLayoutError(
+            f"{where} is not a JSON object (it is a {type(record).__name__}): fix that line"
+        )
+    return record
 
 
 def need_path(root: str, relative: str, fix: str) -> str:

@@ -24,7 +24,7 @@ from PIL import Image
 from pipeline.data.adapter import DatasetAdapter, DatasetInfo
 from pipeline.data.sample import BytesImage, Sample, stored_reference
 from pipeline.errors import DatasetLayoutError
-from stores.fs import exists, join, url_to_fs
+from stores.fs import join, url_to_fs
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 
@@ -50,14 +50,28 @@ class TarSliceImage:
         return f"{self.tar_path}#{self.member}"
 
 
+def _shards(root: str) -> list[str]:
+    """The .tar files directly under the folder `root`, sorted by name.
+
+    The folder is listed, not globbed: a root holding `[`, `]` or `*` names one folder, not a
+    pattern that finds nothing or sweeps in its siblings' shards.
+    """
+    fs, path = url_to_fs(root)
+    if not fs.isdir(path):
+        return []
+    names = (
+        entry["name"].rstrip("/").rsplit("/", 1)[-1]
+        for entry in fs.ls(path, detail=True)
+        if entry["type"] == "file"
+    )
+    return [join(root, name) for name in sorted(names) if name.endswith(".tar")]
+
+
 class WebDatasetAdapter(DatasetAdapter):
     def __init__(self, root: str, name: str = "webdataset") -> None:
         self.root = root
-        fs, path = url_to_fs(root)
-        self.shards = sorted(
-            join(root, shard.rsplit("/", 1)[-1]) for shard in fs.glob(f"{path.rstrip('/')}/*.tar")
-        )
-        if not exists(root) or not self.shards:
+        self.shards = _shards(root)
+        if not self.shards:
             raise DatasetLayoutError(
                 f"no *.tar shards under {root}: pass the folder img2dataset wrote (--output_format webdataset) as --root"
             )

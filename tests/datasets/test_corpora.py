@@ -104,6 +104,24 @@ def test_webdataset_truncated_shard_and_wrong_root(
     assert "00001.tar is truncated or not a tar" in line and "re-download that shard" in line
 
 
+@pytest.mark.parametrize("folder", ["wds[1]", "wds*x", "wds plain"])
+def test_webdataset_root_is_listed_not_globbed(tmp_path: Path, files: SimpleNamespace, folder: str) -> None:
+    write_shards(tmp_path / folder, files)
+    for sibling in ("wds1", "wdsAx"):  # what the root would match if it were read as a glob pattern
+        write_shard(tmp_path / sibling / "99999.tar", [("k.txt", b"a sibling's caption")])
+    adapter = WebDatasetAdapter(str(tmp_path / folder))
+    assert [shard.rsplit("/", 1)[-1] for shard in adapter.shards] == ["00000.tar", "00001.tar"]
+    assert adapter.shards[0] == f"{tmp_path / folder}/00000.tar"
+    assert len(list(adapter.samples())) == 5
+
+
+def test_webdataset_root_that_is_a_shard_is_refused(
+    tmp_path: Path, files: SimpleNamespace, run_check: Callable, refused: Callable
+) -> None:
+    write_shards(tmp_path / "cc", files)
+    assert "no *.tar shards under" in refused(run_check("webdataset", tmp_path / "cc" / "00000.tar"))
+
+
 def write_coco(root: Path, files: SimpleNamespace) -> None:
     captions = {
         "images": [

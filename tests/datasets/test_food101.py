@@ -111,3 +111,13 @@ def test_unknown_class_wrong_root_and_no_val(
         csv.writer(handle).writerow(["pizza_1.jpg", "Pizza", "pizza"])
     line = refused(run_check("food101", tmp_path / "food"))
     assert "texts/test_titles.csv line 3: label 'pizza' is not one of apple_pie, baby_back_ribs" in line
+
+
+def test_a_bom_stays_out_of_the_first_file_name(tmp_path: Path, files: SimpleNamespace) -> None:
+    write_food101(tmp_path / "food", files)
+    titles = tmp_path / "food" / "texts" / "train_titles.csv"
+    titles.write_bytes(b"\xef\xbb\xbf" + titles.read_bytes())  # as Excel's "CSV UTF-8" saves it
+    adapter = Food101Adapter(str(tmp_path / "food"))
+    assert next(adapter.samples()).sample_id == "train/apple_pie_0.jpg"
+    report = check_dataset(adapter, str(tmp_path / "food"), progress=False)
+    assert (report.overall.image_ok, report.overall.image_missing) == (4, 1)  # only baby_back_ribs_1.jpg

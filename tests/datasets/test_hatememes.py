@@ -98,3 +98,18 @@ def test_bad_label_bad_line_and_wrong_root(
     assert "train.jsonl line 1 is not a JSON object" in refused(run_check("hatememes", tmp_path / "hm"))
     (tmp_path / "hm" / "test_seen.jsonl").unlink()
     assert "no test_seen.jsonl under" in refused(run_check("hatememes", tmp_path / "hm"))
+
+
+def test_a_bom_is_dropped_and_a_latin1_byte_names_the_file_and_line(
+    tmp_path: Path, files: SimpleNamespace, run_check: Callable, refused: Callable
+) -> None:
+    write_memes(tmp_path / "hm", files)
+    train = tmp_path / "hm" / "train.jsonl"
+    train.write_bytes(b"\xef\xbb\xbf" + train.read_bytes())  # as Windows editors save it
+    samples = list(HatefulMemesAdapter(str(tmp_path / "hm")).samples())
+    assert [s.sample_id for s in samples[:3]] == ["42953", "23058", "13894"]
+
+    test = tmp_path / "hm" / "test_seen.jsonl"
+    test.write_bytes(test.read_bytes() + b'{"id": 1, "img": "img/1.png", "label": 0, "text": "caf\xe9"}\n')
+    line = refused(run_check("hatememes", tmp_path / "hm"))
+    assert "test_seen.jsonl line 3 is not UTF-8 text (byte 0xe9): save the file as UTF-8" in line

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 from openpyxl import Workbook
 
 from pipeline.data.check import SplitCounts, check_dataset
@@ -119,3 +122,50 @@ def test_unknown_label_missing_column_and_wrong_root(
     )
     (tmp_path / "mmhs" / "MMHS11K_test.xlsx").write_bytes(b"not a workbook")
     assert "is not a readable xlsx workbook" in refused(run_check("mmhs11k", tmp_path / "mmhs"))
+
+
+def set_dimension(path: Path, dimension: str) -> None:
+    """Replace the sheet's `<dimension>` element (with "" to drop it), as some exporters get it wrong."""
+    with zipfile.ZipFile(path) as book:
+        parts = {name: book.read(name) for name in book.namelist()}
+    sheet = parts["xl/worksheets/sheet1.xml"].decode()
+    parts["xl/worksheets/sheet1.xml"] = re.sub(r"<dimension [^>]*/>", dimension, sheet).encode()
+    with zipfile.ZipFile(path, "w") as book:
+        for name, data in parts.items():
+            book.writestr(name, data)
+
+
+@pytest.mark.parametrize("dimension", ['<dimension ref="A1"/>', ""])
+def test_a_wrong_or_missing_dimension_still_reads_every_cell(
+    tmp_path: Path, files: SimpleNamespace, dimension: str
+) -> None:
+    rows = write_mmhs11k(tmp_path / "mmhs", files)
+    expected = [
+        (s.sample_id, s.split, s.text, s.label) for s in Mmhs11kAdapter(str(tmp_path / "mmhs")).samples()
+    ]
+    for split in rows:
+        set_dimension(tmp_path / "mmhs" / f"MMHS11K_{split}.xlsx", dimension)
+    samples = list(Mmhs11kAdapter(str(tmp_path / "mmhs")).samples())
+    assert [(s.sample_id, s.split, s.text, s.label) for s in samples] == expected
+
+
+def test_a_short_row_has_empty_cells_not_a_crash(
+    tmp_path: Path, files: SimpleNamespace, run_check: Callable, refused: Callable
+) -> None:
+    write_mmhs11k(tmp_path / "mmhs", files)
+    path = tmp_path / "mmhs" / "MMHS11K_test.xlsx"
+    book = Workbook()
+    book.active.append(["Tweet_Id", "Label", "Text (English)", "Image_Text (English)"])
+    book.active.append(["1600000000000000002", "Hate", "Awful people"])  # no image text: a short row
+    book.save(path)
+    set_dimension(path, "")
+    samples = [s for s in Mmhs11kAdapter(str(tmp_path / "mmhs")).samples() if s.split == "test"]
+    assert [(s.sample_id, s.text, s.label) for s in samples] == [
+        ("1600000000000000002", "Awful people", (1,))
+    ]
+
+    book.active.append(["1600000000000000003"])  # no label either
+    book.save(path)
+    set_dimension(path, "")
+    line = refused(run_check("mmhs11k", tmp_path / "mmhs"))
+    assert "MMHS11K_test.xlsx row 3: label None is not one of No-Hate, Hate" in line
