@@ -289,10 +289,13 @@ def restore(
     output = restoration_output(
         root, dataset, encoder_id, name, eta, missing_type, mask_seed, settings, trained
     )
-    if output.is_complete():
-        return RestoreResult(output, output.manifest() or {}, cached=True)
+    feature_store = FeatureStore(root, dataset, encoder_id)
+    fingerprint = feature_store.fingerprint()
+    finished = output.finished(fingerprint)
+    if finished is not None:
+        return RestoreResult(output, finished, cached=True)
     started = time.perf_counter()
-    features = FeatureStore(root, dataset, encoder_id).read_arrays()
+    features = feature_store.read_arrays()
     masks = masks_for(root, dataset, eta, missing_type, mask_seed, encoder_id)
     splits = np.asarray(masks.column("split").to_pylist())
 
@@ -327,14 +330,14 @@ def restore(
             shared = RestoredRows(
                 root, dataset, encoder_id, restorer_key(name, unshifted, trained), direction
             )
-            every_row = shared.read()
+            every_row = shared.read(fingerprint)
             if every_row is None:
                 sources = np.flatnonzero(features[source.replace("emb", "present")])
                 every_row = np.zeros_like(features[target])
                 sampling_started = time.perf_counter()
                 every_row[sources] = restorer().restore(features[source][sources], direction, sources)  # type: ignore[arg-type]
                 every_row = every_row.astype(np.float16)  # as stored, so a rerun scores the same values
-                shared.write(every_row, {"rows": len(sources), "steps": settings.steps,
+                shared.write(every_row, {"rows": len(sources), "steps": settings.steps, "features": fingerprint,
                                          "seconds": time.perf_counter() - sampling_started})  # fmt: skip
             filled[target][rows] = every_row[rows]
             if settings.recentre:
@@ -360,6 +363,7 @@ def restore(
         "eta": eta,
         "missing_type": missing_type,
         "mask_seed": mask_seed,
+        "features": fingerprint,
         "n_image_restored": int(restored["image_restored"].sum()),
         "n_text_restored": int(restored["text_restored"].sum()),
         "n_both_absent": int(neither.sum()),

@@ -163,13 +163,16 @@ def _trained(spec: RunSpec, restorer: str, corpus: str, encoder_id: str, variant
 def restoration_stored(spec: RunSpec, dataset: str, encoder_id: str, restorer: str, eta: float,
                        missing_type: MissingType, seed: int, corpus: str, variant: str | None = None,
                        stages: int | None = None, steps: int | None = None) -> bool:  # fmt: skip
-    """Whether `restore` with these arguments would find its restoration in the store."""
+    """Whether `restore` with these arguments would find its restoration in the store, made from
+    the features the store holds now."""
     from pipeline.restoration import restoration_output
+    from stores.feature_store import FeatureStore
 
     trained = _trained(spec, restorer, corpus, encoder_id, variant, stages)
     output = restoration_output(spec.store, dataset, encoder_id, restorer, eta, missing_type, seed,
                                 restore_settings(spec, steps), trained)  # fmt: skip
-    return output.is_complete()
+    features = FeatureStore(spec.store, dataset, encoder_id).manifest()
+    return features is not None and output.finished(features["dataset_fingerprint"]) is not None
 
 
 def evaluation_stored(spec: RunSpec, restoration: dict[str, Any]) -> bool:
@@ -185,7 +188,10 @@ def evaluation_id(spec: RunSpec, restoration: dict[str, Any], decoder_seed: int)
     decoder = spec.settings().decoder.model_copy(update={"seed": decoder_seed})
     key = (restoration["dataset"], restoration["encoder_id"], restoration["restorer_key"],
            restoration["eta"], restoration["missing_type"], restoration["mask_seed"])  # fmt: skip
-    return "eval-" + content_id(key, decoder, code_version())
+    # The features restored, where the restoration records them (older ones keep their ids), so
+    # features encoded again from other raw data are evaluated again.
+    made_from = (restoration["features"],) if "features" in restoration else ()
+    return "eval-" + content_id(key + made_from, decoder, code_version())
 
 
 def evaluate(spec: RunSpec, restoration: dict[str, Any]) -> dict[str, Any]:

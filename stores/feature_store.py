@@ -201,6 +201,10 @@ class FeatureStore:
             )
         return manifest
 
+    def fingerprint(self) -> str:
+        """The dataset fingerprint of the stored features: restorations record what they restored."""
+        return self._require_manifest()["dataset_fingerprint"]
+
     def n_shards(self) -> int:
         manifest = self._require_manifest()
         return -(-manifest["n_rows"] // manifest["chunk_rows"])

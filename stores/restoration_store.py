@@ -5,9 +5,15 @@
     image_emb, text_emb            (N, D) float16: the available features, restored ones filled in
     image_restored, text_restored  (N,) bool: which entries were restored
     manifest.json                  settings, ids and quality figures; written last (commit marker)
+                                   `features`: the dataset fingerprint of the features restored
 {root}/restorations/{dataset}/{encoder_id}/{restorer_key}/all-rows/{direction}.npy, .json
     a sampling restorer's output for every row that has the source modality, shared by all masks,
-    and its timing (rows, steps, seconds)
+    and its timing (rows, steps, seconds) and `features` fingerprint
+
+A restoration answers only for the features it was made from: a feature store deleted and
+encoded again from other raw data (as its refusal suggests) has another fingerprint, and the
+restorations of the old data are made again. Ones written before the fingerprint was recorded
+are taken as they are.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from stores.fs import exists, join, read_bytes, read_json, write_bytes_atomic, write_json_atomic
+from stores.fs import exists, join, read_bytes, read_json, remove, write_bytes_atomic, write_json_atomic
 
 ARRAYS = ("image_emb", "text_emb", "image_restored", "text_restored")
 
@@ -38,8 +44,18 @@ class RestorationStore:
     def manifest(self) -> dict[str, Any] | None:
         return read_json(join(self.url, "manifest.json"))
 
+    def finished(self, features: str) -> dict[str, Any] | None:
+        """The manifest of a committed restoration of the features with fingerprint `features`."""
+        manifest = self.manifest()
+        return manifest if manifest is not None and manifest.get("features", features) == features else None
+
     def write(self, arrays: dict[str, np.ndarray], manifest: dict[str, Any]) -> None:
-        group = zarr.open_group(self.url, mode="w", zarr_format=3)
+        if self.finished(manifest["features"]) is not None:
+            return  # another run committed this restoration meanwhile (a restoration is deterministic)
+        # Uncommit first, so a crash halfway leaves no restoration rather than a mixed one, and
+        # never wipe the group (mode "w"): a reader of the committed arrays would find none.
+        remove(join(self.url, "manifest.json"))
+        group = zarr.open_group(self.url, mode="a", zarr_format=3)
         for name in ARRAYS:
             data = arrays[name].astype(np.float16) if name.endswith("emb") else arrays[name]
             group.create_array(name, data=data, chunks=data.shape, overwrite=True)
@@ -65,13 +81,19 @@ class RestoredRows:
             root, "restorations", dataset, encoder_id, restorer_key, "all-rows", f"{direction}.npy"
         )
 
-    def read(self) -> np.ndarray | None:
+    def read(self, features: str) -> np.ndarray | None:
+        """The rows, if stored from the features with fingerprint `features`."""
         if not exists(self.url):
+            return None
+        made = read_json(self.url.removesuffix(".npy") + ".json") or {}
+        if made.get("features", features) != features:
             return None
         return np.load(io.BytesIO(read_bytes(self.url)))
 
     def write(self, restored: np.ndarray, timing: dict[str, Any]) -> None:
-        """Store the array as given (the caller uses the values it stores) and how long it took."""
+        """Store the array as given (the caller uses the values it stores), how long it took and
+        the `features` fingerprint it was restored from."""
+        remove(self.url)  # uncommit rows of other features before their record is replaced
         write_json_atomic(self.url.removesuffix(".npy") + ".json", timing)
         buffer = io.BytesIO()
         np.save(buffer, restored)

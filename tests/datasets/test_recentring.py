@@ -31,7 +31,8 @@ def test_each_mask_recentres_the_shared_rows_on_its_own_train_features(
         )
         assert result.manifest["restorer_key"] == "knn-k3-rc"
         filled = result.store.read()
-        shared = RestoredRows(root, "demo-tags", encoder_id, "knn-k3", "i2t").read()  # unshifted rows
+        fingerprint = FeatureStore(root, "demo-tags", encoder_id).fingerprint()
+        shared = RestoredRows(root, "demo-tags", encoder_id, "knn-k3", "i2t").read(fingerprint)  # unshifted
         assert shared is not None
         rows = np.flatnonzero(filled["text_restored"])
         splits = np.asarray(
