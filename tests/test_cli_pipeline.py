@@ -38,6 +38,12 @@ def test_evaluate_sql_and_report_on_the_store(warm_store: Path, tmp_path: Path) 
     assert lines[0].startswith("restorer,n,")
     assert [line.split(",")[:2] for line in lines[1:]] == [["dit", "1"], ["oracle", "1"], ["zero", "1"]]
 
+    repeated = CliRunner().invoke(app, ["evaluate", *arguments, "--restorer", "zero"])
+    assert repeated.exit_code == 0 and "in the results already" in repeated.output, repeated.output
+    count = "SELECT count(*) AS n FROM metrics WHERE restorer = 'zero' AND metric = 'accuracy'"
+    counted = CliRunner().invoke(app, ["sql", count, "--store", str(store), "--format", "csv"])
+    assert counted.output.split() == ["n", "1"]  # before: every evaluate appended another results file
+
     again = CliRunner().invoke(app, ["restore", *arguments, "--restorer", "zero,oracle"])
     assert again.exit_code == 0 and again.output.count("(cached)") == 2  # restorations are reused
 
