@@ -8,7 +8,9 @@ Resumable: every `checkpoint_every` steps the models, the optimizer state and th
 to a new checkpoint directory (safetensors + JSON) and `latest.json` is pointed at it last.
 Batches and noise come from generators seeded by (seed, step), so a resumed run draws
 exactly what the uninterrupted run would have drawn. Per-step losses go to Parquet parts
-written with each checkpoint.
+written with each checkpoint. Another run training the same restorer at the same time is
+tolerated: the store's `latest.json` only moves forward, and a run that finds at a checkpoint
+that the other one has finished stops there.
 """
 
 from __future__ import annotations
@@ -151,6 +153,10 @@ def train_restorer(
         _load_optimizer(optimizer, tensors, meta["optimizer"])
         start = meta["step"]
         log.info("resuming restorer training at step %d of %d", start, total)
+        if start == total and not store.is_complete():
+            # Its final checkpoint was found without latest.json naming it (a store damaged by
+            # concurrent writers): nothing is left to train, only the completion to record.
+            _checkpoint(store, models, optimizer, total, total, config, [])
 
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     end = total if stop_after is None else min(total, stop_after)
@@ -201,8 +207,18 @@ def train_restorer(
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}", stage=rows[-1]["stage"])
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == end:
-            _checkpoint(store, models, optimizer, step + 1, total, config, rows)
+            finished = _checkpoint(store, models, optimizer, step + 1, total, config, rows)
             rows = []
+            if finished and step + 1 < total:
+                # Another run of this restorer finished it meanwhile: its weights are final, so the
+                # rest of this run would only cost time.
+                log.info(
+                    "restorer %s was finished by another run; stopping at step %d",
+                    store.restorer_id,
+                    step + 1,
+                )
+                end = step + 1
+                break
     bar.close()
     losses = store.read_losses()
     last = losses.slice(losses.num_rows - 1).to_pylist()[0] if losses.num_rows else {}
@@ -222,7 +238,8 @@ def _checkpoint(
     total: int,
     config: TrainConfig,
     rows: list[dict[str, float]],
-) -> None:
+) -> bool:
+    """Save a checkpoint; returns whether the store's training is complete (by this run or another)."""
     tensors = {
         f"{name}.{key}": value for name, model in models.items() for key, value in model.state_dict().items()
     }
@@ -236,7 +253,7 @@ def _checkpoint(
         "config": config.model_dump(mode="json"),
         "optimizer": optimizer_meta,
     }
-    store.save(step, tensors, meta, complete=step == total)
+    return store.save(step, tensors, meta, complete=step == total)
 
 
 def load_restorer_models(
