@@ -9,15 +9,14 @@ only it, and the ablation tables set every other variant beside it.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from stores.fs import join, list_names, read_json
 from stores.results_store import query
 
 if TYPE_CHECKING:
@@ -130,9 +129,9 @@ def _dit_scores(
 
 
 def sampling_ms_per_sample(root: str, dataset: str, encoder_id: str, key: str) -> float | None:
-    """Wall milliseconds per restored sample when the DiT sampled every row (local stores)."""
-    folder = Path(root) / "restorations" / dataset / encoder_id / key / "all-rows"
-    timings = [json.loads(path.read_text()) for path in folder.glob("*.json")]
+    """Wall milliseconds per restored sample when the DiT sampled every row."""
+    folder = join(root, "restorations", dataset, encoder_id, key, "all-rows")
+    timings = [read_json(join(folder, name)) for name in list_names(folder) if name.endswith(".json")]
     rows = sum(timing["rows"] for timing in timings)
     return 1000 * sum(timing["seconds"] for timing in timings) / rows if rows else None
 

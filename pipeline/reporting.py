@@ -30,7 +30,7 @@ from pipeline.selection import Selection
 from pipeline.training.restorer import load_restorer_models
 from pipeline.version import code_version
 from stores.feature_store import FeatureStore
-from stores.fs import write_bytes_atomic
+from stores.fs import is_local, write_bytes_atomic
 from stores.restoration_store import RestorationStore
 from stores.restorer_store import RestorerStore
 from stores.results_store import query
@@ -220,12 +220,22 @@ def evaluated_missing_rates(root: str, selection: Selection) -> list[float]:
     return [row[0] for row in rows]
 
 
+def _local_folder(root: str) -> Path:
+    """The folder of a local store. Figures are drawn into local files, from the restorations
+    found on local disk, so they are made for local stores only: a remote root would otherwise
+    read as a relative folder named after its URL, and find nothing."""
+    if not is_local(root):
+        raise ValueError(f"figures are drawn for local stores only; {root} is remote")
+    return Path(root.removeprefix("file://"))
+
+
 def table_restorations(
     root: str, eta: float, selection: Selection, steps: int | None, sampling: DitSampling
 ) -> list[dict]:
     """Manifests (with their folder) of the stored restorations of the table's DiT at `eta`:
     the reference DiT of the selected evaluations (so not another release's or config's, which
     the store may also hold), of the selected encoders; local stores only."""
+    folder = _local_folder(root)
     where, parameters = selection.where()
     _, rows = query(
         root,
@@ -235,7 +245,7 @@ def table_restorations(
     evaluated = {(dataset, key) for dataset, key in rows if is_reference(key, steps, sampling)}
     encoders = dict(selection.encoders)
     found = []
-    for path in sorted(Path(root).glob("restorations/*/*/*/*/manifest.json")):
+    for path in sorted(folder.glob("restorations/*/*/*/*/manifest.json")):
         manifest = json.loads(path.read_text())
         if (
             (manifest["dataset"], manifest["restorer_key"]) in evaluated
@@ -344,10 +354,12 @@ def report_figures(
     Drawing them takes most of a report's time (13 s for the demo's 19 PNGs), so they are
     drawn again only when the evaluations they come from change: every evaluation adds one
     results file, and the figures' index records the set of files they were drawn from.
+    Local stores only.
     """
-    out = Path(root) / "reports"
+    folder = _local_folder(root)
+    out = folder / "reports"
     out.mkdir(parents=True, exist_ok=True)
-    evaluations = sorted(path.name for path in (Path(root) / "results" / "metrics").glob("*.parquet"))
+    evaluations = sorted(path.name for path in (folder / "results" / "metrics").glob("*.parquet"))
     steps = reference_steps(root, selection, dit_steps, sampling)
     inputs = content_id(evaluations, eta, selection, steps, sampling, code_version())
     index = out / f"figures-eta{eta:.2f}.json"

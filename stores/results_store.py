@@ -1,17 +1,22 @@
 """Results: one Parquet file per evaluation, and DuckDB views over all of them.
 
     {root}/results/metrics/{run_id}.parquet   one row per (metric, value) of one evaluation
-    {root}/results/results.duckdb             views only (`metrics`), no data
+    {root}/results/results.duckdb             views only (`metrics`), no data; local stores only
 
 Writers never share a file: each evaluation writes its own Parquet file under a unique name,
 atomically, so any number of workers can append at once without locks. The DuckDB file holds
 only a view over the Parquet glob; it is made once (in a temporary file renamed into place),
 again if the store has moved, and queries open it read-only, so they see every committed
 result and change nothing.
+
+A remote store (`s3://...`) has no place for a database file that DuckDB could open, so each
+query there defines the same views in memory, over the store's fsspec filesystem, on a
+connection that can read the store but write no file.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from datetime import UTC, datetime
@@ -20,9 +25,10 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+from fsspec import AbstractFileSystem
 
 from pipeline.errors import StoreMismatchError
-from stores.fs import exists, is_local, join, list_names, read_parquet, write_parquet
+from stores.fs import exists, is_local, join, list_names, read_parquet, url_to_fs, write_parquet
 
 METRIC_COLUMNS = pa.schema(
     [
@@ -62,7 +68,8 @@ def append_metrics(root: str, run: dict[str, Any], scores: dict[str, float]) -> 
     table = pa.Table.from_pylist([{name: row.get(name) for name in METRIC_COLUMNS.names} for row in rows],
                                  schema=METRIC_COLUMNS)  # fmt: skip
     write_parquet(metrics_url(root, run_id), table)
-    ensure_views(root)
+    if is_local(root):  # a remote store's views are made by each query, in memory
+        ensure_views(root)
     return run_id
 
 
@@ -81,15 +88,24 @@ def read_run(root: str, run_id: str) -> dict[str, Any] | None:
 
 def database_path(root: str) -> Path:
     if not is_local(root):
-        raise ValueError(
-            f"the DuckDB views live beside a local store; {root} is remote: query its Parquet directly"
-        )
+        raise ValueError(f"only a local store keeps a DuckDB views database; {root} is remote")
     return Path(root.removeprefix("file://")) / "results" / "results.duckdb"
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _metrics_pattern(path: Path) -> str:
     """The Parquet glob of the store that holds the views database at `path`, as an SQL literal."""
-    return "'" + str(path.parent / "metrics" / "*.parquet").replace("'", "''") + "'"
+    return _literal(str(path.parent / "metrics" / "*.parquet"))
+
+
+def _create_views(connection: duckdb.DuckDBPyConnection, metrics_pattern: str) -> None:
+    """The views of a store whose results match `metrics_pattern` (an SQL literal), local or remote."""
+    connection.execute(
+        f"CREATE VIEW metrics AS SELECT * FROM read_parquet({metrics_pattern}, union_by_name = true)"
+    )
 
 
 def _views_point_here(path: Path) -> bool:
@@ -110,11 +126,61 @@ def ensure_views(root: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{uuid.uuid4().hex}.duckdb")
     with duckdb.connect(str(temporary)) as connection:
-        connection.execute(
-            f"CREATE VIEW metrics AS SELECT * FROM read_parquet({_metrics_pattern(path)}, union_by_name = true)"
-        )
+        _create_views(connection, _metrics_pattern(path))
     os.replace(temporary, path)
     return path
+
+
+# DuckDB reports a PermissionError raised in a registered filesystem (a write refused below, or
+# S3's access denied) as the whole Python traceback, which ends with this and its message.
+_READ_ONLY = "PermissionError: "
+
+
+class _Unwritable(AbstractFileSystem):
+    """Mixed before a store's filesystem class for DuckDB: user SQL reads the store, never changes it.
+
+    No DuckDB setting makes a registered filesystem read-only: `enable_external_access = false`
+    stops the views' own reads too, and `allowed_directories` lets writes in as well as reads.
+    DuckDB's fsspec bridge writes only through these methods (COPY ... TO opens a file for
+    writing, PARTITION_BY makes folders, OVERWRITE removes files, a temporary file may be moved).
+    """
+
+    def open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        if mode not in ("r", "rb"):
+            self._refuse(path)
+        return super().open(path, mode, **kwargs)
+
+    def _refuse(self, path: Any, *args: Any, **kwargs: Any) -> None:
+        raise PermissionError(f"the results store is read-only to SQL: cannot write {path}")
+
+    mkdir = makedirs = rm = rm_file = mv = _refuse
+
+
+@functools.cache
+def _unwritable(cls: type[AbstractFileSystem]) -> type[AbstractFileSystem]:
+    return type(f"Unwritable{cls.__name__}", (_Unwritable, cls), {})
+
+
+def _connect(root: str) -> duckdb.DuckDBPyConnection:
+    """A connection with the store's views on which user SQL can change nothing."""
+    if is_local(root):
+        if not database_path(root).exists():
+            raise _no_results(root)
+        path = ensure_views(root)  # remade if the store was moved since
+        return duckdb.connect(str(path), read_only=True)
+    fs = url_to_fs(root)[0]
+    connection = duckdb.connect(":memory:")
+    try:
+        connection.register_filesystem(_unwritable(type(fs))(**fs.storage_options))
+        _create_views(connection, _literal(join(root, "results", "metrics", "*.parquet")))
+        # The in-memory catalog is thrown away on close; local files are out of reach, and the
+        # settings out of the user's SQL's reach, so nothing it runs outlives the query.
+        connection.execute("SET disabled_filesystems = 'LocalFileSystem'")
+        connection.execute("SET lock_configuration = true")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
 
 
 def _no_results(root: str) -> StoreMismatchError:
@@ -123,15 +189,16 @@ def _no_results(root: str) -> StoreMismatchError:
 
 def query(root: str, sql: str, parameters: list[Any] | None = None) -> tuple[list[str], list[tuple]]:
     """Run `sql` (with `?` parameters) on a read-only connection; returns column names and rows."""
-    if not database_path(root).exists():
-        raise _no_results(root)
-    path = ensure_views(root)  # remade if the store was moved since
-    with duckdb.connect(str(path), read_only=True) as connection:
-        try:
+    try:
+        with _connect(root) as connection:
             cursor = connection.execute(sql, parameters or [])
-        except duckdb.IOException:  # the view's glob matches no file: results/metrics was emptied
-            if list_names(join(root, "results", "metrics")):
-                raise
+            columns = [description[0] for description in cursor.description or []]
+            return columns, cursor.fetchall()
+    except duckdb.Error as error:
+        refused = str(error).rstrip().rsplit("\n", 1)[-1]
+        if refused.startswith(_READ_ONLY):  # one line, as DuckDB's own errors are
+            raise duckdb.PermissionException(refused.removeprefix(_READ_ONLY)) from None
+        # The views' glob matches no file: no results yet, or results/metrics was emptied.
+        if isinstance(error, duckdb.IOException) and not list_names(join(root, "results", "metrics")):
             raise _no_results(root) from None
-        columns = [description[0] for description in cursor.description or []]
-        return columns, cursor.fetchall()
+        raise
