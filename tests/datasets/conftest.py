@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from flows.datasets_cli import datasets_app
 from pipeline.data.adapter import DatasetAdapter
+from pipeline.data.demo import DemoAdapter, DemoConfig
 from pipeline.encoders.frozen import EncoderConfig, FrozenEncoder, build_encoder
 from pipeline.evaluation import DecoderTraining, evaluate_restoration
 from pipeline.extraction import ExtractionResult, ExtractionSettings, extract
@@ -120,3 +121,19 @@ def error_line(result: Result) -> str:
 @pytest.fixture()
 def refused() -> Callable[[Result], str]:
     return error_line
+
+
+@pytest.fixture()
+def tiny_demo() -> DemoConfig:
+    """A demo small enough to extract in a second: 24 corpus pairs, 28 demo-tags rows."""
+    return DemoConfig(corpus_size=24, train_size=16, val_size=4, test_size=8, image_size=16)
+
+
+@pytest.fixture()
+def tiny_demo_store(
+    tmp_path: Path, run_extract: Callable, tiny_encoder: FrozenEncoder, tiny_demo: DemoConfig
+) -> tuple[str, str]:
+    """`run_extract`'s store holding `tiny_demo`'s demo-corpus and demo-tags: (root, encoder id)."""
+    for name in ("demo-corpus", "demo-tags"):
+        run_extract(DemoAdapter(name, tiny_demo))
+    return str(tmp_path / "store"), tiny_encoder.encoder_id

@@ -3,25 +3,17 @@ each mask adds the shift fitted on the train features it leaves."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
 import numpy as np
 
-from pipeline.data.demo import DemoAdapter, DemoConfig
-from pipeline.encoders.frozen import FrozenEncoder
 from pipeline.restoration import RestoreSettings, build_restorer, corpus_pairs, restore, train_means
 from stores.feature_store import FeatureStore
 from stores.restoration_store import RestoredRows
 
 
 def test_each_mask_recentres_the_shared_rows_on_its_own_train_features(
-    tmp_path: Path, run_extract: Callable, tiny_encoder: FrozenEncoder
+    tiny_demo_store: tuple[str, str],
 ) -> None:
-    demo = DemoConfig(corpus_size=24, train_size=16, val_size=4, test_size=8, image_size=16)
-    for name in ("demo-corpus", "demo-tags"):
-        run_extract(DemoAdapter(name, demo))
-    root, encoder_id = str(tmp_path / "store"), tiny_encoder.encoder_id
+    root, encoder_id = tiny_demo_store
     features = FeatureStore(root, "demo-tags", encoder_id).read_arrays()
     settings = RestoreSettings(knn_k=3, recentre=True)
     shifts = []
@@ -51,14 +43,11 @@ def test_each_mask_recentres_the_shared_rows_on_its_own_train_features(
 
 
 def test_the_restore_step_recentres_as_build_restorer_does_on_the_features_the_mask_leaves(
-    tmp_path: Path, run_extract: Callable, tiny_encoder: FrozenEncoder
+    tiny_demo_store: tuple[str, str],
 ) -> None:
     """A `both` mask removes some train images and some train texts: the shared-rows path of the
     restore step must fit each direction's shift on those, as `build_restorer` does."""
-    demo = DemoConfig(corpus_size=24, train_size=16, val_size=4, test_size=8, image_size=16)
-    for name in ("demo-corpus", "demo-tags"):
-        run_extract(DemoAdapter(name, demo))
-    root, encoder_id = str(tmp_path / "store"), tiny_encoder.encoder_id
+    root, encoder_id = tiny_demo_store
     store = FeatureStore(root, "demo-tags", encoder_id)
     features = store.read_arrays()
     splits = np.asarray(store.read_samples().column("split").to_pylist())

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.data.demo import DemoAdapter, DemoConfig
-from pipeline.encoders.frozen import FrozenEncoder
 from pipeline.restoration import RestoreSettings, restore
 from pipeline.steps import RunSpec, evaluation_id, restoration_stored
 from stores.feature_store import FeatureStore
@@ -18,12 +17,9 @@ from stores.restoration_store import RestoredRows
 
 
 def test_features_encoded_again_from_other_data_are_restored_again(
-    tmp_path: Path, run_extract: Callable, tiny_encoder: FrozenEncoder
+    tmp_path: Path, run_extract: Callable, tiny_demo: DemoConfig, tiny_demo_store: tuple[str, str]
 ) -> None:
-    demo = DemoConfig(corpus_size=24, train_size=16, val_size=4, test_size=8, image_size=16)
-    for name in ("demo-corpus", "demo-tags"):
-        run_extract(DemoAdapter(name, demo))
-    root, encoder_id = str(tmp_path / "store"), tiny_encoder.encoder_id
+    root, encoder_id = tiny_demo_store
     settings = RestoreSettings(knn_k=3, recentre=False)
     arguments = (root, "demo-tags", encoder_id, "knn", 0.5, "text", 0, settings)
     first = restore(*arguments, corpus="demo-corpus")
@@ -38,7 +34,7 @@ def test_features_encoded_again_from_other_data_are_restored_again(
 
     features = FeatureStore(root, "demo-tags", encoder_id)
     shutil.rmtree(features.url)  # the raw data changed: the features are encoded anew
-    run_extract(DemoAdapter("demo-tags", demo.model_copy(update={"seed": 1})))
+    run_extract(DemoAdapter("demo-tags", tiny_demo.model_copy(update={"seed": 1})))
     new = features.fingerprint()
     assert new != old
     assert not restoration_stored(*stored)
