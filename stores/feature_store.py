@@ -137,8 +137,9 @@ class FeatureStore:
                 continue
             if field in ("dataset_fingerprint", "n_rows"):
                 raise StoreMismatchError(
-                    f"store {self.url} was made from other raw data than this run lists ({self._first_change(samples)}): "
-                    f"pass the --root it was made from, or delete {self.url} to rebuild it"
+                    f"store {self.url} was made from other raw data than this run lists "
+                    f"({self._first_change(samples)}): pass the --root it was made from, or delete "
+                    f"{self.url} to rebuild it"
                 )
             if field == "encoder":
                 raise StoreMismatchError(

@@ -38,9 +38,6 @@ class RestorationStore:
         self.restorer_key = restorer_key
         self.url = join(root, "restorations", dataset, encoder_id, restorer_key, mask)
 
-    def is_complete(self) -> bool:
-        return exists(join(self.url, "manifest.json"))
-
     def manifest(self) -> dict[str, Any] | None:
         return read_json(join(self.url, "manifest.json"))
 
