@@ -262,30 +262,24 @@ def evaluate(
 ) -> None:
     """Restore, train the decoder on the train split, score the test split, append the results."""
     _setup_logging()
-    from pipeline.config import load_config
-    from pipeline.evaluation import evaluate_restoration
-    from pipeline.steps import RunSpec, evaluation_id
-    from stores.results_store import read_run
+    from pipeline.steps import RunSpec
+    from pipeline.steps import evaluate as run_evaluation
 
     store = store or default_store()
-    decoder = load_config(config).decoder.model_copy(update={"seed": seed})
     spec = RunSpec(store=store, model=model, pretrained=pretrained, config=config)
-    for name, encoder_id, restoration in _restorations(
+    for name, _, restoration in _restorations(
         dataset, root, missing_rate, missing_type, restorer, seed, steps, None, corpus, corpus_root,
         store, model, pretrained, config, None, None, device, recentre,
     ):  # fmt: skip
-        # The content id the flows use: an evaluation already in the results is shown, not appended again.
-        run_id = evaluation_id(spec, restoration.manifest, seed)
-        finished = read_run(store, run_id)
-        if finished is None:
-            _, result = evaluate_restoration(store, name, encoder_id, restoration, decoder, run_id=run_id)
-            scores, n, how = result.test_scores, result.n_test, f"best epoch {result.best_epoch + 1}"
-        else:
-            scores, n, how = finished["scores"], finished["n"], "in the results already"
-        listed = ", ".join(f"{metric} {value:.4f}" for metric, value in scores.items())
+        # The flows' step: an evaluation already in the results is shown, not appended again.
+        evaluation = run_evaluation(spec, restoration.manifest, in_process=True)
+        how = (
+            "in the results already" if evaluation["cached"] else f"best epoch {evaluation['best_epoch'] + 1}"
+        )
+        listed = ", ".join(f"{metric} {value:.4f}" for metric, value in evaluation["scores"].items())
         typer.echo(
             f"{name} {restoration.manifest['restorer']:<10} eta {missing_rate} {missing_type}: {listed} "
-            f"(n={n}, {how}, run {run_id})"
+            f"(n={evaluation['n']}, {how}, run {evaluation['run_id']})"
         )
 
 

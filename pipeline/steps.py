@@ -194,8 +194,9 @@ def evaluation_id(spec: RunSpec, restoration: dict[str, Any], decoder_seed: int)
     return "eval-" + content_id(key + made_from, decoder, code_version())
 
 
-def evaluate(spec: RunSpec, restoration: dict[str, Any]) -> dict[str, Any]:
-    """Train and score the decoder on a stored restoration (seeded by its mask seed), once."""
+def evaluate(spec: RunSpec, restoration: dict[str, Any], in_process: bool = False) -> dict[str, Any]:
+    """Train and score the decoder on a stored restoration (seeded by its mask seed), once; in the
+    pool of decoder processes unless `in_process` (one evaluation at a time, as the CLI runs)."""
     from pipeline.evaluation import decoder_pool, evaluate_restoration
     from pipeline.restoration import open_restoration
     from stores.results_store import read_run
@@ -208,8 +209,9 @@ def evaluate(spec: RunSpec, restoration: dict[str, Any]) -> dict[str, Any]:
     decoder = spec.settings().decoder.model_copy(update={"seed": seed})
     stored = open_restoration(spec.store, restoration)
     _, result = evaluate_restoration(spec.store, restoration["dataset"], restoration["encoder_id"], stored,
-                                     decoder, run_id=run_id, pool=decoder_pool())  # fmt: skip
-    return {"run_id": run_id, "scores": result.test_scores, "n": result.n_test, "cached": False}
+                                     decoder, run_id=run_id, pool=None if in_process else decoder_pool())  # fmt: skip
+    return {"run_id": run_id, "scores": result.test_scores, "n": result.n_test, "cached": False,
+            "best_epoch": result.best_epoch}  # fmt: skip
 
 
 def write_report(
