@@ -5,16 +5,24 @@
         image_present, text_present  (N,) bool
         samples.parquet           row, sample_id, split, label, text, image_ref, source, image_source
         manifest.json             encoder, weights digest, preprocessing, fingerprint, format, code version
-        _shards/{k:06d}.json      commit marker of shard k (rows, absence counts and reasons)
+        _shards/{layout}/{k:06d}.json  commit marker of shard k (rows, absence counts and reasons)
 
 Shard k covers rows [k * chunk_rows, (k + 1) * chunk_rows): exactly one chunk of every array,
 so concurrent writers never share a chunk. A shard counts only once its marker exists; the
 marker is written after its chunks, so a killed writer leaves at most an unmarked shard that
 the next run overwrites. A reader refuses a store until every shard is committed.
+
+Each layout of the store has its own id (`layout` in the manifest) and its markers live under
+it, so markers of a discarded or superseded layout never count and nothing has to delete them.
+Two runs that lay out the same new store at once both write a manifest; whichever lands last
+names the layout, and shards committed under the other one are encoded again. Laying out keeps
+arrays that already have the right shape, so it never wipes a chunk another writer committed.
+(Stores laid out before layouts had ids keep their markers in `_shards/` and read as before.)
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,8 +99,12 @@ class FeatureStore:
     def samples_url(self) -> str:
         return join(self.url, "samples.parquet")
 
+    def _markers_url(self, manifest: dict[str, Any]) -> str:
+        layout = manifest.get("layout")
+        return join(self.url, "_shards", layout) if layout else join(self.url, "_shards")
+
     def marker_url(self, shard: int) -> str:
-        return join(self.url, "_shards", f"{shard:06d}.json")
+        return join(self._markers_url(self._require_manifest()), f"{shard:06d}.json")
 
     def manifest(self) -> dict[str, Any] | None:
         return read_json(self.manifest_url)
@@ -104,21 +116,23 @@ class FeatureStore:
         if existing is not None:
             self._check_same(existing, manifest, samples)
             return
-        # Markers left by a discarded layout must not count. One plan task per dataset and run
-        # lays a store out; two runs planning one new store at once race here as they already
-        # did over the arrays.
-        remove(join(self.url, "_shards"))
         n_rows, dim, chunk = manifest["n_rows"], manifest["embed_dim"], manifest["chunk_rows"]
         group = zarr.open_group(self.url, mode="a", zarr_format=3)
-        for name in ("image_emb", "text_emb"):
-            group.create_array(
-                name, shape=(n_rows, dim), chunks=(chunk, dim), dtype="float16", overwrite=True
-            )
-        for name in ("image_present", "text_present"):
-            group.create_array(name, shape=(n_rows,), chunks=(chunk,), dtype="bool", overwrite=True)
+        layout = {
+            "image_emb": ((n_rows, dim), (chunk, dim), np.dtype("float16")),
+            "text_emb": ((n_rows, dim), (chunk, dim), np.dtype("float16")),
+            "image_present": ((n_rows,), (chunk,), np.dtype("bool")),
+            "text_present": ((n_rows,), (chunk,), np.dtype("bool")),
+        }
+        for name, (shape, chunks, dtype) in layout.items():
+            found = group.get(name)
+            if found is not None and (found.shape, found.chunks, found.dtype) == (shape, chunks, dtype):
+                continue  # rows a racing writer committed stay; only this layout's markers count
+            group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, overwrite=True)
         # One row group per shard: an extraction task reads its shards' rows, not the whole listing.
         write_parquet(self.samples_url, samples.cast(SAMPLES_SCHEMA), row_group_size=chunk)
-        write_json_atomic(self.manifest_url, manifest)  # last: the store exists once this does
+        # Last: the store exists once this does, with a fresh layout id for its markers.
+        write_json_atomic(self.manifest_url, {**manifest, "layout": uuid.uuid4().hex[:12]})
 
     def update_manifest(self, **fields: Any) -> None:
         """Rewrite manifest fields that are not part of the store's identity (atomically)."""
@@ -179,8 +193,8 @@ class FeatureStore:
         group["text_emb"][start:stop] = features.text_emb.astype(np.float16)
         group["image_present"][start:stop] = features.image_present
         group["text_present"][start:stop] = features.text_present
-        write_json_atomic(
-            self.marker_url(features.shard),
+        write_json_atomic(  # under the layout read before the chunks were written (module doc)
+            join(self._markers_url(manifest), f"{features.shard:06d}.json"),
             {
                 "shard": features.shard,
                 "rows": [start, stop],
@@ -213,7 +227,7 @@ class FeatureStore:
     def committed_shards(self) -> set[int]:
         return {
             int(name.split(".")[0])
-            for name in list_names(join(self.url, "_shards"))
+            for name in list_names(self._markers_url(self._require_manifest()))
             if name.endswith(".json")
         }
 

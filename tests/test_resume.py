@@ -65,7 +65,7 @@ def test_killed_extraction_resumes_without_recomputing_and_matches_an_uninterrup
     markers = resumed / "features" / "demo-cls"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
-        if len(list(markers.glob("*/_shards/*.json"))) >= 5:
+        if len(list(markers.glob("*/_shards/*/*.json"))) >= 5:
             break
         time.sleep(0.02)
     assert len(_live_processes_with(marker)) >= 3, "the run, its fork server and a loader worker"
