@@ -14,11 +14,25 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 
+from pipeline.errors import ConfigError
+
 MissingType = Literal["image", "text", "both"]
 MISSING_TYPES: tuple[MissingType, ...] = ("image", "text", "both")
 
 
+def check_missing_rate(eta: float) -> None:
+    """Masks, restorations and results are named by the rate in hundredths: a finer one (0.704)
+    would find 0.70's and be reported as itself."""
+    if not 0.0 <= eta <= 1.0:
+        raise ConfigError(f"missing rate {eta} is outside [0, 1]: pass a fraction such as 0.7")
+    if abs(100 * eta - round(100 * eta)) > 1e-6:
+        raise ConfigError(
+            f"missing rate {eta} is finer than a hundredth: pass a multiple of 0.01, such as 0.7"
+        )
+
+
 def mask_name(eta: float, missing_type: MissingType, seed: int) -> str:
+    check_missing_rate(eta)
     return f"eta{eta:.2f}-{missing_type}-seed{seed}"
 
 

@@ -119,7 +119,7 @@ def training_config(spec: RunSpec, variant: str | None, stages: int | None) -> T
 def check_choices(restorers: list[str], missing_types: list[str], missing_rates: list[float]) -> None:
     """One error line for a bad choice before any step runs, not after extraction and training."""
     from pipeline.errors import ConfigError
-    from pipeline.masks import MISSING_TYPES
+    from pipeline.masks import MISSING_TYPES, check_missing_rate
     from pipeline.restorers import RESTORER_NAMES
 
     unknown = [name for name in restorers if name not in RESTORER_NAMES]
@@ -128,9 +128,8 @@ def check_choices(restorers: list[str], missing_types: list[str], missing_rates:
     wrong = [name for name in missing_types if name not in MISSING_TYPES]
     if wrong:
         raise ConfigError(f"unknown missing type {wrong[0]!r}: choose from {', '.join(MISSING_TYPES)}")
-    outside = [eta for eta in missing_rates if not 0.0 <= eta <= 1.0]
-    if outside:
-        raise ConfigError(f"missing rate {outside[0]} is outside [0, 1]: pass a fraction such as 0.7")
+    for eta in missing_rates:
+        check_missing_rate(eta)
 
 
 def restore_settings(spec: RunSpec, steps: int | None = None) -> RestoreSettings:
@@ -170,7 +169,7 @@ def restoration_stored(spec: RunSpec, dataset: str, encoder_id: str, restorer: s
 
     trained = _trained(spec, restorer, corpus, encoder_id, variant, stages)
     output = restoration_output(spec.store, dataset, encoder_id, restorer, eta, missing_type, seed,
-                                restore_settings(spec, steps), trained)  # fmt: skip
+                                restore_settings(spec, steps), trained, corpus)  # fmt: skip
     features = FeatureStore(spec.store, dataset, encoder_id).manifest()
     return features is not None and output.finished(features["dataset_fingerprint"]) is not None
 

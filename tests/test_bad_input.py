@@ -138,6 +138,9 @@ def test_a_restorer_directory_path_names_its_store_and_id_or_is_refused() -> Non
         (["evaluate", "--restorer", "zero", "--missing-rate", "-0.1"], "missing rate -0.1 is outside [0, 1]"),
         (["restore", "--restorer", "zero,bogus"], "unknown restorer 'bogus'"),
         (["run", "--missing-rate", "0.5,1.5"], "missing rate 1.5 is outside [0, 1]"),
+        # Named in hundredths, 0.704 found 0.70's masks and restorations and was reported as 0.704.
+        (["evaluate", "--restorer", "mean", "--missing-rate", "0.704"], "missing rate 0.704 is finer than"),
+        (["run", "--missing-rate", "0.7,0.125"], "missing rate 0.125 is finer than a hundredth"),
         (["restore", "--restorer", "dit", "--steps", "0"], "--steps 0: input should be greater"),
         (["restore", "--restorer", "dit", "--stages", "3"], "--stages 3: input should be less"),
         (["sql", "  "], "the SQL statement is empty"),
