@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from stores.fs import join, list_names, read_json
+from stores.restoration_store import all_rows_key
 from stores.results_store import query
 
 if TYPE_CHECKING:
@@ -129,8 +130,9 @@ def _dit_scores(
 
 
 def sampling_ms_per_sample(root: str, dataset: str, encoder_id: str, key: str) -> float | None:
-    """Wall milliseconds per restored sample when the DiT sampled every row."""
-    folder = join(root, "restorations", dataset, encoder_id, key, "all-rows")
+    """Wall milliseconds per restored sample when the DiT sampled every row (a recentred key
+    reads the arrays, and their timings, of its key without recentring)."""
+    folder = join(root, "restorations", dataset, encoder_id, all_rows_key(key), "all-rows")
     timings = [read_json(join(folder, name)) for name in list_names(folder) if name.endswith(".json")]
     rows = sum(timing["rows"] for timing in timings)
     return 1000 * sum(timing["seconds"] for timing in timings) / rows if rows else None

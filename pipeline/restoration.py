@@ -41,7 +41,7 @@ from pipeline.training.restorer import TrainConfig, TrainResult, load_restorer_m
 from pipeline.version import code_version
 from stores.feature_store import FeatureStore
 from stores.fs import exists, read_parquet, write_parquet
-from stores.restoration_store import RestorationStore, RestoredRows, mask_url
+from stores.restoration_store import RestorationStore, RestoredRows, all_rows_key, mask_url
 from stores.restorer_store import RestorerStore
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,19 @@ def train(
     return store, result
 
 
-def restorer_key(name: str, settings: RestoreSettings, trained: RestorerStore | None) -> str:
+def corpus_label(root: str, corpus: str, encoder_id: str) -> str:
+    """Which corpus features `knn` and `regression` learn from: its name and fingerprint (the
+    DiT's restorer id already holds both)."""
+    manifest = FeatureStore(root, corpus, encoder_id).manifest() or {}
+    return f"{corpus}.{str(manifest.get('dataset_fingerprint', 'unknown'))[:8]}"
+
+
+def restorer_key(
+    name: str, settings: RestoreSettings, trained: RestorerStore | None, fitted_on: str | None = None
+) -> str:
+    """A restoration's name in the store: everything that decides the restored values except the
+    mask (its own folder) and the features restored (recorded in its manifest). `fitted_on` is the
+    `corpus_label` of a `knn` or `regression` restorer."""
     recentred = "-rc" if settings.recentre and name in CORPUS_RESTORERS else ""
     if name == "dit":
         assert trained is not None
@@ -130,7 +142,11 @@ def restorer_key(name: str, settings: RestoreSettings, trained: RestorerStore | 
             f"{trained.restorer_id}-S{settings.steps}-{settings.sampler}{clip}{start}{draws}{recentred}"
             f"-seed{settings.seed}"
         )
-    return (f"knn-k{settings.knn_k}" if name == "knn" else name) + recentred
+    if name in ("knn", "regression"):
+        if fitted_on is None:
+            raise ConfigError(f"restorer {name} learns from a mid-stage corpus: pass --corpus")
+        return f"{f'knn-k{settings.knn_k}' if name == 'knn' else name}-{fitted_on}{recentred}"
+    return name + recentred
 
 
 def train_means(features: dict[str, np.ndarray], splits: np.ndarray) -> dict[str, np.ndarray]:
@@ -261,10 +277,11 @@ class RestoreResult:
 
 def restoration_output(
     root: str, dataset: str, encoder_id: str, name: str, eta: float, missing_type: MissingType, mask_seed: int,
-    settings: RestoreSettings, trained: RestorerStore | None = None,
+    settings: RestoreSettings, trained: RestorerStore | None = None, corpus: str | None = None,
 ) -> RestorationStore:  # fmt: skip
     """Where `restore` with these arguments writes (and finds) its restoration."""
-    key = restorer_key(name, settings, trained)
+    fitted_on = corpus_label(root, corpus, encoder_id) if corpus and name in ("knn", "regression") else None
+    key = restorer_key(name, settings, trained, fitted_on)
     return RestorationStore(root, dataset, encoder_id, key, mask_name(eta, missing_type, mask_seed))
 
 
@@ -287,7 +304,7 @@ def restore(
     over entries whose true feature exists.
     """
     output = restoration_output(
-        root, dataset, encoder_id, name, eta, missing_type, mask_seed, settings, trained
+        root, dataset, encoder_id, name, eta, missing_type, mask_seed, settings, trained, corpus
     )
     feature_store = FeatureStore(root, dataset, encoder_id)
     fingerprint = feature_store.fingerprint()
@@ -327,15 +344,14 @@ def restore(
         rows = np.flatnonzero(restored[flag])
         filled[target][rows] = 0.0
         if len(rows) and name in PER_ROW_RESTORERS:
-            shared = RestoredRows(
-                root, dataset, encoder_id, restorer_key(name, unshifted, trained), direction
-            )
+            shared = RestoredRows(root, dataset, encoder_id, all_rows_key(output.restorer_key), direction)
             every_row = shared.read(fingerprint)
             if every_row is None:
                 sources = np.flatnonzero(features[source.replace("emb", "present")])
                 every_row = np.zeros_like(features[target])
+                model = restorer()  # loaded (or fitted) before the clock starts: it times sampling
                 sampling_started = time.perf_counter()
-                every_row[sources] = restorer().restore(features[source][sources], direction, sources)  # type: ignore[arg-type]
+                every_row[sources] = model.restore(features[source][sources], direction, sources)  # type: ignore[arg-type]
                 every_row = every_row.astype(np.float16)  # as stored, so a rerun scores the same values
                 shared.write(every_row, {"rows": len(sources), "steps": settings.steps, "features": fingerprint,
                                          "seconds": time.perf_counter() - sampling_started})  # fmt: skip

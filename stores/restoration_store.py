@@ -6,9 +6,10 @@
     image_restored, text_restored  (N,) bool: which entries were restored
     manifest.json                  settings, ids and quality figures; written last (commit marker)
                                    `features`: the dataset fingerprint of the features restored
-{root}/restorations/{dataset}/{encoder_id}/{restorer_key}/all-rows/{direction}.npy, .json
+{root}/restorations/{dataset}/{encoder_id}/{all_rows_key}/all-rows/{direction}.npy, .json
     a sampling restorer's output for every row that has the source modality, shared by all masks,
-    and its timing (rows, steps, seconds) and `features` fingerprint
+    and its timing (rows, steps, seconds) and `features` fingerprint; `all_rows_key` is the
+    restorer key without recentring, which is added per mask
 
 A restoration answers only for the features it was made from: a feature store deleted and
 encoded again from other raw data (as its refusal suggests) has another fingerprint, and the
@@ -19,6 +20,7 @@ are taken as they are.
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 
 import numpy as np
@@ -27,6 +29,13 @@ import zarr
 from stores.fs import exists, join, read_bytes, read_json, remove, write_bytes_atomic, write_json_atomic
 
 ARRAYS = ("image_emb", "text_emb", "image_restored", "text_restored")
+
+
+def all_rows_key(restorer_key: str) -> str:
+    """The key whose every-row arrays a restoration reads. Recentring is added per mask, after
+    selection, so a recentred key (`-rc`, which `pipeline.restoration.restorer_key` puts last or
+    right before a DiT's `-seed`) shares the arrays of the same key without it."""
+    return re.sub(r"-rc(-seed\d+)?$", r"\1", restorer_key)
 
 
 def mask_url(root: str, dataset: str, fingerprint: str, name: str) -> str:

@@ -45,8 +45,13 @@ METRIC_COLUMNS = pa.schema(
         ("value", pa.float64()),
         ("n", pa.int64()),
         ("sampling_steps", pa.int64()),
+        # Wall time of the restore step that made this evaluation's restoration. A per-row
+        # restorer (dit, knn, regression) restores every row once and each mask selects its own,
+        # so the first mask to need them pays that and later ones take ~0.1 s: sum these over a
+        # restorer's evaluations for its cost, do not average them. The sampling cost itself is
+        # the report's "ms / sample".
         ("restore_seconds", pa.float64()),
-        ("evaluate_seconds", pa.float64()),
+        ("evaluate_seconds", pa.float64()),  # wall time of training and scoring the decoder
         ("decoder_id", pa.string()),
         ("config_hash", pa.string()),
         ("code_version", pa.string()),

@@ -99,6 +99,14 @@ def test_sampling_timings_are_read_from_a_remote_store(store: str) -> None:
     assert sampling_ms_per_sample(store, "tags", "e", "dit-key") == pytest.approx(20.0)
 
 
+def test_a_recentred_dit_reads_the_timings_of_the_rows_it_shares(store: str) -> None:
+    """The demo recentres: its evaluations' key ends `-rc-seed0`, the rows they share (and their
+    timings) live under the key without `-rc`; the report's ms / sample showed "—" before."""
+    folder = join(store, "restorations", "tags", "e", "dit-x-S1-ddim-T0-seed0", "all-rows")
+    write_json_atomic(join(folder, "i2t.json"), {"rows": 100, "seconds": 1.0})
+    assert sampling_ms_per_sample(store, "tags", "e", "dit-x-S1-ddim-T0-rc-seed0") == pytest.approx(10.0)
+
+
 def test_figures_refuse_a_remote_store_instead_of_drawing_nothing_locally(store: str, tmp_path: Path) -> None:
     _evaluate(store, "zero", [0.4])
     with pytest.raises(ValueError, match="local stores only"):

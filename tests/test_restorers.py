@@ -29,6 +29,7 @@ from pipeline.restorers import (
     mean_cosine,
     missing_and_available,
 )
+from stores.restoration_store import all_rows_key
 
 CONFIG = DiTConfig(feature_dim=16, n_tokens=4, width=16, depth=2, heads=2)
 
@@ -179,7 +180,10 @@ def test_recentring_moves_a_restorers_mean_output_on_the_train_rows_to_the_train
     # On the rows it was fitted on, the recentred output has the train mean.
     np.testing.assert_allclose(out_recentred[sources].mean(axis=0), train_means(features, splits)["text"],
                                atol=1e-5)  # fmt: skip
-    assert restorer_key("knn", RestoreSettings(recentre=True), None) == "knn-k10-rc"
+    assert (
+        restorer_key("knn", RestoreSettings(recentre=True), None, "corpus.0a1b2c3d")
+        == "knn-k10-corpus.0a1b2c3d-rc"
+    )
     # Restorers fitted on the downstream data already sit at its mean: recentring leaves them be.
     mean_rc = build_restorer("mean", RestoreSettings(recentre=True), features, splits, corpus, None)
     assert restorer_key("mean", RestoreSettings(recentre=True), None) == "mean"
@@ -248,3 +252,14 @@ def test_the_regression_fit_ignores_what_other_threads_do_to_torchs_global_rng(m
     for direction in ("i2t", "t2i"):
         for name, value in undisturbed.models[direction].state_dict().items():
             assert torch.equal(disturbed.models[direction].state_dict()[name], value), (direction, name)
+
+
+def test_knn_and_regression_restorations_are_named_by_the_corpus_they_learn_from() -> None:
+    """Before, both were `knn-k10` whatever the corpus: `--corpus B` found corpus A's restoration."""
+    settings = RestoreSettings(recentre=True)
+    on_a = restorer_key("knn", settings, None, "corpus-a.0a1b2c3d")
+    assert restorer_key("knn", settings, None, "corpus-b.0a1b2c3d") != on_a
+    assert restorer_key("knn", settings, None, "corpus-a.99999999") != on_a  # the same name, other data
+    assert all_rows_key(on_a) == "knn-k10-corpus-a.0a1b2c3d"  # masks share the unshifted rows
+    with pytest.raises(ConfigError, match="pass --corpus"):
+        restorer_key("regression", settings, None)

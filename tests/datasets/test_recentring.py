@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.restoration import RestoreSettings, build_restorer, corpus_pairs, restore, train_means
+from pipeline.restoration import (
+    RestoreSettings,
+    build_restorer,
+    corpus_label,
+    corpus_pairs,
+    restore,
+    train_means,
+)
 from stores.feature_store import FeatureStore
 from stores.restoration_store import RestoredRows
 
@@ -21,10 +28,11 @@ def test_each_mask_recentres_the_shared_rows_on_its_own_train_features(
         result = restore(
             root, "demo-tags", encoder_id, "knn", 0.5, "text", seed, settings, corpus="demo-corpus"
         )
-        assert result.manifest["restorer_key"] == "knn-k3-rc"
+        knn = f"knn-k3-{corpus_label(root, 'demo-corpus', encoder_id)}"
+        assert result.manifest["restorer_key"] == f"{knn}-rc"
         filled = result.store.read()
         fingerprint = FeatureStore(root, "demo-tags", encoder_id).fingerprint()
-        shared = RestoredRows(root, "demo-tags", encoder_id, "knn-k3", "i2t").read(fingerprint)  # unshifted
+        shared = RestoredRows(root, "demo-tags", encoder_id, knn, "i2t").read(fingerprint)  # unshifted
         assert shared is not None
         rows = np.flatnonzero(filled["text_restored"])
         splits = np.asarray(
