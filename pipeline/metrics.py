@@ -6,7 +6,9 @@
   predictions: sklearn scores it 0 (`zero_division=0`), so a split missing a class is visibly
   penalised rather than silently averaged over fewer classes.
 - single-label: accuracy of the arg-max class.
-- binary tasks with metric `auroc` (Hateful Memes): ROC AUC of the positive class probability.
+- binary tasks with metric `auroc` (Hateful Memes): ROC AUC of the positive class probability;
+  NaN on a split that holds one class only. A task of more than two classes cannot ask for it
+  (`DatasetInfo` refuses it).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ def multilabel_scores(targets: np.ndarray, probabilities: np.ndarray) -> dict[st
 def single_label_scores(targets: np.ndarray, probabilities: np.ndarray, metric: str) -> dict[str, float]:
     scores = {"accuracy": float(accuracy_score(targets, probabilities.argmax(axis=1)))}
     if metric == "auroc":  # undefined (NaN) when the split holds one class only
+        if probabilities.shape[1] != 2:  # DatasetInfo refuses such a task: this is a bug, not bad data
+            raise ValueError(f"auroc scores a two-class task, not one with {probabilities.shape[1]} classes")
         defined = len(np.unique(targets)) == 2
         scores["auroc"] = float(roc_auc_score(targets, probabilities[:, 1])) if defined else float("nan")
     return scores
@@ -43,7 +47,12 @@ def task_scores(
 
 
 def gap_closed(restorer: float, zero: float, oracle: float) -> float:
-    """(restorer - zero) / (oracle - zero): 0 is zero-filling, 1 is the complete-data bound."""
-    if oracle == zero:
+    """(restorer - zero) / (oracle - zero): 0 is zero-filling, 1 is the complete-data bound.
+
+    Undefined (NaN) unless the oracle beats zero-filling: with no gap (oracle == zero) there is
+    nothing to close, and with oracle < zero the ratio flips sign, so a restorer worse than zero
+    would read as more than closing the gap (0.45 vs zero 0.50 and oracle 0.48: 2.5).
+    """
+    if not oracle > zero:
         return float("nan")
     return (restorer - zero) / (oracle - zero)

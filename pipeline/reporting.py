@@ -199,7 +199,7 @@ def benchmark_tables(
             zero, oracle = cells.get(("zero", dataset, missing)), cells.get(("oracle", dataset, missing))
             gap = gap_closed(cell.mean, zero.mean, oracle.mean) if cell and zero and oracle else math.nan
             row.append(cell.text() if cell else "—")
-            gap_row.append("—" if math.isnan(gap) else f"{gap:.2f}")
+            gap_row.append("—" if math.isnan(gap) else f"{gap:z.2f}")
             paired_row.append(_paired_text(difference, cell) if difference and cell else "—")
             if cell:
                 writer.writerow([restorer, dataset, missing, metrics[dataset], cell.mean, _spread(cell), cell.seeds,

@@ -49,3 +49,24 @@ def test_gap_closed() -> None:
     assert gap_closed(0.6, 0.5, 0.7) == pytest.approx(0.5)
     assert gap_closed(0.5, 0.5, 0.7) == 0.0
     assert math.isnan(gap_closed(0.5, 0.5, 0.5))
+
+
+def test_gap_closed_is_undefined_unless_the_oracle_beats_zero() -> None:
+    # oracle below zero flipped the sign: a restorer worse than zero read as 2.5 gaps closed
+    assert math.isnan(gap_closed(0.45, 0.50, 0.48))
+    assert math.isnan(gap_closed(0.55, 0.50, 0.48))
+    assert gap_closed(0.45, 0.50, 0.60) == pytest.approx(-0.5)  # worse than zero, gap defined: negative
+
+
+def test_auroc_of_a_split_holding_one_class_is_nan() -> None:
+    probabilities = np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    assert math.isnan(single_label_scores(np.array([1, 1, 1]), probabilities, "auroc")["auroc"])
+    assert math.isnan(single_label_scores(np.array([0, 0, 0]), probabilities, "auroc")["auroc"])
+
+
+def test_auroc_of_more_than_two_classes_is_refused_not_made_up() -> None:
+    # A perfect 3-class model on a split of classes 0 and 2 scored 0.5 from class 1's probability.
+    targets = np.array([0, 2, 0, 2])
+    probabilities = np.array([[0.9, 0.05, 0.05], [0.05, 0.05, 0.9], [0.8, 0.1, 0.1], [0.1, 0.1, 0.8]])
+    with pytest.raises(ValueError, match="auroc scores a two-class task, not one with 3 classes"):
+        single_label_scores(targets, probabilities, "auroc")

@@ -124,6 +124,24 @@ def test_tables_and_the_report_command(tmp_path: Path) -> None:
     assert (tmp_path / "reports" / "benchmark-eta0.30.csv").exists()
 
 
+def test_gap_table_shows_no_negative_zero_and_a_dash_where_the_oracle_does_not_beat_zero(
+    tmp_path: Path,
+) -> None:
+    means = {  # (dataset, restorer) -> score: "tags" has a gap to close, "flat" an oracle below zero
+        ("tags", "zero"): 0.40, ("tags", "dit"): 0.3999, ("tags", "oracle"): 0.60,
+        ("flat", "zero"): 0.50, ("flat", "dit"): 0.45, ("flat", "oracle"): 0.48,
+    }  # fmt: skip
+    for (dataset, restorer), value in means.items():
+        run = {**BASE, "dataset": dataset, "restorer": restorer, "seed": 0, "missing_type": "both"}
+        append_metrics(str(tmp_path), run, {"f1_macro": value})
+    markdown, _ = benchmark_tables(str(tmp_path), 0.7, _selected(tmp_path))
+    gaps = markdown.split("## Gap closed")[1].split("## Paired with zero")[0]
+    columns = next(line for line in gaps.splitlines() if line.startswith("| restorer |"))
+    assert columns == "| restorer | flat both (f1_macro) | tags both (f1_macro) |"
+    assert "| dit | — | 0.00 |" in gaps  # not 2.50 (0.45 below zero 0.50), not -0.00
+    assert "-0.00" not in markdown
+
+
 def _dit_key(gating: str, stages: int, steps: int) -> str:
     return f"dit-{gating}-s{stages}-0123456789ab-S{steps}-ddim-clip5-seed0"
 

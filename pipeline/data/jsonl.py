@@ -8,7 +8,8 @@
 Image paths are relative to the root. A missing or unreadable image, or an empty text, makes
 that modality absent; a number as text is read as its digits. A label that is not in `classes`,
 a split that is not in `splits`, or a line that is not a JSON object is a layout error naming
-the line.
+the line. `metric` must be one the evaluation computes for the label kind: f1_macro (the
+default) for multi, accuracy (the default) or, with exactly two classes, auroc for single.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 from collections.abc import Iterator
 from typing import get_args
 
-from pipeline.data.adapter import DatasetAdapter, DatasetInfo, LabelKind, Metric
+from pipeline.data.adapter import DatasetAdapter, DatasetInfo, LabelKind, Metric, metric_problem
 from pipeline.data.raw import json_objects
 from pipeline.data.sample import FileImage, Sample
 from pipeline.errors import DatasetLayoutError
@@ -79,11 +80,20 @@ class JsonlAdapter(DatasetAdapter):
         if not exists(join(root, "samples.jsonl")):
             raise DatasetLayoutError(f"no samples.jsonl under {root}: write one sample object a line there")
         kind = _choice(meta, "label_kind", "single", get_args(LabelKind))
+        metric = _choice(meta, "metric", DEFAULT_METRIC[kind], get_args(Metric))
+        classes = _names(meta, "classes", (), empty_ok=True)
+        problem = metric_problem(kind, metric, len(classes))
+        if problem:
+            reason, instead = problem
+            raise DatasetLayoutError(
+                f"meta.json metric {metric!r} of dataset {name!r} {reason}: "
+                f'fix `metric` in meta.json, e.g. "metric": "{instead}"'
+            )
         self.info = DatasetInfo(
             name=name,
             label_kind=kind,
-            metric=_choice(meta, "metric", DEFAULT_METRIC[kind], get_args(Metric)),
-            classes=_names(meta, "classes", (), empty_ok=True),
+            metric=metric,
+            classes=classes,
             splits=_names(meta, "splits", DEFAULT_SPLITS, empty_ok=False),
         )
 

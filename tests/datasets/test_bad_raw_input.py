@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from pipeline.data.adapter import DatasetInfo
 from pipeline.data.jsonl import JsonlAdapter
 from pipeline.errors import DatasetLayoutError
 from stores.fs import read_json
@@ -66,6 +67,89 @@ def test_a_bad_meta_json_is_one_line_naming_the_fix(
     (tmp_path / "j" / "meta.json").write_text(meta)
     message = layout_error(tmp_path / "j")
     assert expected in message and "meta.json" in message and ": fix " in message
+
+
+@pytest.mark.parametrize(
+    ("meta", "expected"),
+    [
+        (  # AUROC of class 1's probability: NaN on 3 classes, 0.5 for a perfect model on classes 0 and 2
+            {"label_kind": "single", "classes": ["a", "b", "c"], "metric": "auroc"},
+            "meta.json metric 'auroc' of dataset 'mine' needs a single-label task with exactly two classes, "
+            'this one has 3: fix `metric` in meta.json, e.g. "metric": "accuracy"',
+        ),
+        (
+            {"label_kind": "single", "classes": ["a"], "metric": "auroc"},
+            "metric 'auroc' of dataset 'mine' needs a single-label task with exactly two classes, this one has 1",
+        ),
+        (
+            {"label_kind": "multi", "classes": ["a", "b"], "metric": "auroc"},
+            "metric 'auroc' of dataset 'mine' is not computed for a multi-label task",
+        ),
+        (  # the evaluation computed F1 averages only, and failed on a KeyError
+            {"label_kind": "multi", "classes": ["a", "b"], "metric": "accuracy"},
+            "meta.json metric 'accuracy' of dataset 'mine' is not computed for a multi-label task, which is "
+            'scored by F1 over its classes: fix `metric` in meta.json, e.g. "metric": "f1_macro"',
+        ),
+        (
+            {"label_kind": "single", "classes": ["a", "b"], "metric": "f1_macro"},
+            "metric 'f1_macro' of dataset 'mine' is not computed for a single-label task, which is scored by "
+            'accuracy: fix `metric` in meta.json, e.g. "metric": "accuracy"',
+        ),
+    ],
+)
+def test_a_headline_metric_the_evaluation_cannot_compute_is_refused(
+    tmp_path: Path, files: SimpleNamespace, meta: dict[str, object], expected: str
+) -> None:
+    write_jsonl(tmp_path / "j", files)
+    (tmp_path / "j" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(DatasetLayoutError) as caught:
+        JsonlAdapter(str(tmp_path / "j"), name="mine")
+    message = str(caught.value)
+    assert expected in message and "\n" not in message
+
+
+def test_a_refused_metric_is_one_error_line_through_the_cli(
+    tmp_path: Path, files: SimpleNamespace, run_check: Callable, refused: Callable
+) -> None:
+    write_jsonl(tmp_path / "j", files)
+    meta = {"label_kind": "single", "classes": ["a", "b", "c"], "metric": "auroc"}
+    (tmp_path / "j" / "meta.json").write_text(json.dumps(meta))
+    line = refused(run_check("jsonl", tmp_path / "j"))
+    assert "metric 'auroc' of dataset 'jsonl' needs a single-label task with exactly two classes" in line
+
+
+@pytest.mark.parametrize(
+    ("meta", "metric"),
+    [
+        ({"label_kind": "single", "classes": ["a", "b"], "metric": "auroc"}, "auroc"),
+        ({"label_kind": "single", "classes": ["a", "b", "c"]}, "accuracy"),
+        ({"label_kind": "multi", "classes": ["a", "b", "c"]}, "f1_macro"),
+        ({"label_kind": "none"}, "none"),
+    ],
+)
+def test_a_computable_metric_is_kept(
+    tmp_path: Path, files: SimpleNamespace, meta: dict[str, object], metric: str
+) -> None:
+    write_jsonl(tmp_path / "j", files)
+    (tmp_path / "j" / "meta.json").write_text(json.dumps(meta))
+    assert JsonlAdapter(str(tmp_path / "j")).info.metric == metric
+
+
+def test_dataset_info_itself_refuses_a_metric_it_cannot_score() -> None:
+    """The rule holds for every adapter, not only the jsonl layout."""
+    with pytest.raises(DatasetLayoutError) as caught:
+        DatasetInfo(name="x", label_kind="single", metric="auroc", classes=("a", "b", "c"))
+    assert str(caught.value) == (
+        "dataset 'x': metric 'auroc' needs a single-label task with exactly two classes, this one has 3: "
+        "use 'accuracy'"
+    )
+    with pytest.raises(DatasetLayoutError) as caught:
+        DatasetInfo(name="x", label_kind="multi", metric="accuracy", classes=("a", "b"))
+    assert str(caught.value) == (
+        "dataset 'x': metric 'accuracy' is not computed for a multi-label task, which is scored by F1 over "
+        "its classes: use 'f1_macro'"
+    )
+    assert DatasetInfo(name="x", label_kind="single", metric="auroc", classes=("a", "b")).metric == "auroc"
 
 
 def test_a_malformed_meta_json_names_its_position_through_the_cli(
