@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 # DDIM keys only (other solvers are variants of their own), with their starting-noise
 # temperature, draws and recentring.
 VARIANT_PATTERN = re.compile(
-    r"^dit-(?P<gating>[a-z]+)-s(?P<stages>\d)-[0-9a-f]+-S(?P<steps>\d+)-ddim(-clip[\d.e+-]+)?"
+    r"^(?P<restorer_id>dit-(?P<gating>[a-z]+)-s(?P<stages>\d)-[0-9a-f]+)-S(?P<steps>\d+)-ddim(-clip[\d.e+-]+)?"
     r"(-T(?P<temperature>[\d.e+-]+))?(-avg(?P<samples>\d+))?(?P<recentred>-rc)?-seed\d+$"
 )
 
@@ -40,6 +40,7 @@ class DitVariant:
     samples: int = 1
     recentred: bool = False
     temperature: float = 1.0
+    restorer_id: str = ""  # the trained DiT (its training config is part of the id)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ def parse_variant(key: str) -> DitVariant | None:
         samples,
         bool(match["recentred"]),
         temperature,
+        match["restorer_id"],
     )
 
 
@@ -146,15 +148,20 @@ def ablation_tables(root: str, eta: float, selection: Selection, metrics: dict[s
     scores = _dit_scores(root, eta, selection, metrics)
     variants = {key: parse_variant(key) for _, _, key in scores}
     variants = {key: v for key, v in variants.items() if v and sampling.matches(v)}
-    header = [f"{dataset} {missing}" for dataset, missing in columns]
+    header = [f"{dataset} {missing} ({metrics[dataset]})" for dataset, missing in columns]
+    scale = f"{', '.join(sorted(set(metrics.values())))} x 100, mean ± std over seeds"
 
     def table(title: str, label: str, rows: list[tuple[str, str]], extra: str | None = None) -> list[str]:
         if len(rows) < 2:
             return []
         names = [*header, extra] if extra else header
+        labels = [label for label, _ in rows]
+        # Two trained DiTs of one variant (another training config, say) would read as one row twice.
+        rows = [(f"{label} ({variants[key].restorer_id})" if labels.count(label) > 1 else label, key)
+                for label, key in rows]  # fmt: skip
         lines = [
             "",
-            f"## {title}",
+            f"## {title}: {scale}",
             "",
             f"| {label} | " + " | ".join(names) + " |",
             "|---" * (len(names) + 1) + "|",

@@ -169,6 +169,24 @@ def test_ablation_variants_leave_the_benchmark_table_for_their_own_tables(tmp_pa
     assert "| 10 | 58.50 ± 0.71 | — |" in steps_table  # no sampling timings stored for these rows
 
 
+def test_ablation_tables_name_their_metric_and_tell_two_trained_dits_apart(tmp_path: Path) -> None:
+    """Two DiTs of one gating variant (trained with other configs) read as two rows labelled
+    alike before; the ablation headers lacked the metric and scale the main table states."""
+    for restorer_id, value in (("0123456789ab", 0.60), ("ba9876543210", 0.50)):
+        for seed in (0, 1):
+            key = f"dit-adaln-s2-{restorer_id}-S50-ddim-clip5-seed0"
+            run = {**BASE, "restorer": "dit", "variant": key, "seed": seed, "missing_type": "both"}
+            append_metrics(str(tmp_path), run, {"f1_macro": value})
+    zero = {**BASE, "restorer": "zero", "seed": 0, "missing_type": "both"}
+    append_metrics(str(tmp_path), zero, {"f1_macro": 0.4})  # the main table's column
+    markdown, _ = benchmark_tables(str(tmp_path), 0.7, _selected(tmp_path), dit_steps=50)
+    gating_table = markdown.split("## Ablation: gating variants")[1].split("\n## ")[0]
+    assert "f1_macro x 100, mean ± std over seeds" in gating_table.splitlines()[0]
+    assert "| variant | tags both (f1_macro) |" in gating_table
+    assert "| adaln (dit-adaln-s2-0123456789ab) | 60.00 ± 0.00 |" in gating_table
+    assert "| adaln (dit-adaln-s2-ba9876543210) | 50.00 ± 0.00 |" in gating_table
+
+
 def test_the_reference_dit_samples_as_configured(tmp_path: Path) -> None:
     """An ad-hoc 4-draw evaluation does not replace the single-draw reference, and a config that
     samples 4 draws, recentred, or from the noise's mean, makes that evaluation the reference."""
