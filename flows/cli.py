@@ -137,9 +137,9 @@ def train(
 
     store = store or default_store()
     name = corpus_dataset(corpus)
+    train_config = _train_config(config, variant, stages, preset)  # a typo fails before any extraction
     encoder_id = _features([(name, root)], store, model, pretrained, config, device, quiet_skips=True)
-    trained, result = run_training(store, name, encoder_id, _train_config(config, variant, stages, preset),
-                                   device=resolve_device(device))  # fmt: skip
+    trained, result = run_training(store, name, encoder_id, train_config, device=resolve_device(device))
     if result is None:
         typer.echo(f"restorer {trained.restorer_id}: already trained -> {trained.url}")
         return
@@ -433,10 +433,13 @@ def run(
             raise ConfigError(f"--root {pair!r}: write NAME=PATH, e.g. --root mmimdb=/data/mmimdb")
         roots[name] = path
     from pipeline.restorers import RESTORER_NAMES
-    from pipeline.steps import check_choices
+    from pipeline.steps import RunSpec, check_run
 
     chosen = list(RESTORER_NAMES) if restorers == "all" else _split(restorers)
-    check_choices(chosen, _split(missing_types), rates)  # before Prefect's server starts (~20 s)
+    spec = RunSpec(store=store, model=model, pretrained=pretrained, config=config,
+                   device=resolve_device(device), recentre=recentre)  # fmt: skip
+    # Before Prefect's server starts (~20 s): a typo is one line, not a flow run's traceback.
+    check_run(spec, _split(dataset), corpus, chosen, _split(missing_types), rates, steps, None, None)
     _prefect_environment(store)  # before Prefect is imported: it reads its home then
     from flows.flows import benchmark_flow
     from flows.runners import task_runner

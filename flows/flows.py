@@ -20,7 +20,7 @@ from pipeline.masks import MISSING_TYPES
 from pipeline.progress import progress_bar
 from pipeline.restorers import RESTORER_NAMES
 from pipeline.runtime import default_store, resolve_device
-from pipeline.steps import RunSpec, check_choices, restore_settings, training_config
+from pipeline.steps import RunSpec, check_run
 
 
 def _spec(
@@ -138,14 +138,6 @@ def _upstream(spec: RunSpec, datasets: list[str], roots: dict[str, str] | None, 
     return encoder_id, training
 
 
-def _check(spec: RunSpec, restorers: list[str], missing_types: list[str], missing_rates: list[float],
-           sampling_steps: int | None, variant: str | None, stages: int | None) -> None:  # fmt: skip
-    """A bad choice, --steps or --stages fails now, in one line, not after extraction or training."""
-    check_choices(restorers, missing_types, missing_rates)
-    restore_settings(spec, sampling_steps)
-    training_config(spec, variant, stages)
-
-
 def _one_dataset_upstream(dataset: str, root: str | None, restorers: list[str], missing_types: list[str],
                           missing_rate: float, sampling_steps: int | None, corpus: str,
                           corpus_root: str | None, store: str | None, model: str, pretrained: str,
@@ -153,7 +145,9 @@ def _one_dataset_upstream(dataset: str, root: str | None, restorers: list[str], 
                           stages: int | None) -> tuple[RunSpec, list[str], str, str, str | None]:  # fmt: skip
     """Checked choices, the run spec, the dataset's members, and their encoder and DiT ids."""
     spec = _spec(store, model, pretrained, config, device)
-    _check(spec, restorers, missing_types, [missing_rate], sampling_steps, variant, stages)
+    check_run(
+        spec, [dataset], corpus, restorers, missing_types, [missing_rate], sampling_steps, variant, stages
+    )
     names, corpus = downstream([dataset]), corpus_dataset(corpus)
     roots = {name: root for name in names} if root else None
     encoder_id, training = _upstream(spec, names, roots, corpus, corpus_root, restorers, variant, stages)
@@ -270,7 +264,7 @@ def benchmark_flow(datasets: list[str] | None = None, missing_rates: list[float]
     restorers = restorers or list(RESTORER_NAMES)
     logger = get_run_logger()
     spec = _spec(store, model, pretrained, config, device, recentre)
-    _check(spec, restorers, missing_types, missing_rates, steps, variant, stages)
+    check_run(spec, datasets, corpus, restorers, missing_types, missing_rates, steps, variant, stages)
     names, corpus = downstream(datasets), corpus_dataset(corpus)
     encoder_id, training = _upstream(spec, names, roots, corpus, corpus_root, restorers, variant, stages)
     restorer_id = training["restorer_id"] if training else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -21,7 +21,7 @@ from pipeline.errors import ConfigError
 from pipeline.evaluation import DecoderTraining
 from pipeline.extraction import ExtractionSettings
 from pipeline.models.decoder import DecoderConfig
-from pipeline.models.dit import DIT_PRESETS, DiTConfig
+from pipeline.models.dit import DIT_PRESETS, DiTConfig, Gating
 from pipeline.restoration import RestoreSettings
 from pipeline.training.restorer import TrainConfig
 
@@ -137,5 +137,7 @@ def training_config(
             raise ConfigError(f"unknown DiT preset {preset!r}: choose one of {', '.join(DIT_PRESETS)}")
         dit.update(DIT_PRESETS[preset])
     if variant:
+        if variant not in get_args(Gating):
+            raise ConfigError(f"--variant {variant!r}: choose one of {', '.join(get_args(Gating))}")
         dit["gating"] = variant
     return overridden(train, dit=DiTConfig(**dit), stages=stages)

@@ -132,6 +132,20 @@ def check_choices(restorers: list[str], missing_types: list[str], missing_rates:
         check_missing_rate(eta)
 
 
+def check_run(spec: RunSpec, datasets: list[str], corpus: str, restorers: list[str], missing_types: list[str],
+              missing_rates: list[float], sampling_steps: int | None, variant: str | None,
+              stages: int | None) -> None:  # fmt: skip
+    """Every choice of a run, checked before any step: a bad one fails in one line now, not after
+    extraction or training (and, from the command line, before Prefect's server starts)."""
+    from pipeline.data.registry import corpus_dataset, downstream, expand
+
+    check_choices(restorers, missing_types, missing_rates)
+    downstream(datasets)
+    expand(corpus_dataset(corpus))
+    restore_settings(spec, sampling_steps)
+    training_config(spec, variant, stages)
+
+
 def restore_settings(spec: RunSpec, steps: int | None = None) -> RestoreSettings:
     return overridden(spec.settings().restore, steps=steps)
 

@@ -144,6 +144,14 @@ def test_a_restorer_directory_path_names_its_store_and_id_or_is_refused() -> Non
         (["restore", "--restorer", "dit", "--steps", "0"], "--steps 0: input should be greater"),
         (["restore", "--restorer", "dit", "--stages", "3"], "--stages 3: input should be less"),
         (["sql", "  "], "the SQL statement is empty"),
+        # run: these failed inside the flow, after Prefect's server start, with a traceback.
+        (["run", "--dataset", "nosuch"], "unknown dataset 'nosuch'"),
+        (["run", "--corpus", "nosuch"], "unknown dataset 'nosuch'"),
+        (["run", "--config", "nosuchpreset"], "no config 'nosuchpreset'"),
+        (["run", "--steps", "0"], "--steps 0: input should be greater"),
+        (["run", "--device", "cpux"], "--device 'cpux' is not a device"),
+        # train: a typo named the config field, after the encoder warm-up and the corpus extraction.
+        (["train", "--variant", "bogus"], "--variant 'bogus': choose one of gating, adaln, concat, none"),
     ],
 )
 def test_bad_option_values_are_one_line_errors_before_any_step(
