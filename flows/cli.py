@@ -459,7 +459,7 @@ def run(
     for markdown in result["tables"].values():
         typer.echo(markdown)
     typer.echo(f"{result['evaluations']} evaluations, {result['computed']} computed now; report in "
-               f"{os.path.join(store, 'reports')}")  # fmt: skip
+               f"{result['folder']}")  # fmt: skip
 
 
 app.add_typer(datasets_app, name="datasets")

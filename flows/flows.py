@@ -239,8 +239,10 @@ def report_flow(store: str | None = None, missing_rate: float | None = None, dit
     """
     written = steps.write_report((store or default_store()), missing_rate, dit_steps, config, encoder_id,
                                  recentre)  # fmt: skip
+    # One artifact history per report folder: the demo's and `--config paper`'s do not interleave.
+    prefix = "benchmark" + steps.report_folder(config).removeprefix("reports").replace("/", "-")
     for eta, markdown in written["tables"].items():
-        create_markdown_artifact(markdown, key=f"benchmark-eta{round(float(eta) * 100)}",
+        create_markdown_artifact(markdown, key=f"{prefix}-eta{round(float(eta) * 100)}",
                                  description=f"Benchmark at missing rate {eta}")  # fmt: skip
     return written
 

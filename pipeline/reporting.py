@@ -348,8 +348,9 @@ def report_figures(
     selection: Selection,
     dit_steps: int | None = None,
     sampling: DitSampling = SINGLE_DRAW,
+    reports: str = "reports",
 ) -> list[Path]:
-    """Every figure the selected results and their restorations allow, under {root}/reports/.
+    """Every figure the selected results and their restorations allow, under {root}/{reports}/.
 
     Drawing them takes most of a report's time (13 s for the demo's 19 PNGs), so they are
     drawn again only when the evaluations they come from change: every evaluation adds one
@@ -357,7 +358,7 @@ def report_figures(
     Local stores only.
     """
     folder = _local_folder(root)
-    out = folder / "reports"
+    out = folder / reports
     out.mkdir(parents=True, exist_ok=True)
     evaluations = sorted(path.name for path in (folder / "results" / "metrics").glob("*.parquet"))
     steps = reference_steps(root, selection, dit_steps, sampling)

@@ -9,6 +9,8 @@ counts), never tensors.
 from __future__ import annotations
 
 import logging
+import re
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -227,6 +229,15 @@ def evaluate(spec: RunSpec, restoration: dict[str, Any], in_process: bool = Fals
             "best_epoch": result.best_epoch}  # fmt: skip
 
 
+def report_folder(config: str | None) -> str:
+    """Where a report goes under the store: `reports` for the default config, `reports/<name>`
+    for another one, so that a `--config paper` report of the real datasets and the demo's
+    report of the same store do not overwrite each other's files."""
+    if config in (None, "demo"):
+        return "reports"
+    return "reports/" + re.sub(r"[^a-z0-9]+", "-", Path(config).stem.lower()).strip("-")
+
+
 def write_report(
     store: str,
     missing_rate: float | None = None,
@@ -266,14 +277,14 @@ def write_report(
             f"{', '.join(f'{eta:g}' for eta in evaluated)}"
         )
     rates = [missing_rate] if missing_rate is not None else evaluated
-    tables, files = {}, []
+    tables, files, folder = {}, [], report_folder(config)
     for eta in rates:
         markdown, table = benchmark_tables(store, eta, selection, steps, sampling)
-        stem = join(store, "reports", f"benchmark-eta{eta:.2f}")
+        stem = join(store, folder, f"benchmark-eta{eta:.2f}")
         write_bytes_atomic(f"{stem}.md", markdown.encode())
         write_bytes_atomic(f"{stem}.csv", table.encode())
         tables[str(eta)] = markdown
         files += [f"{stem}.md", f"{stem}.csv"]
         if is_local(store):
-            files += [str(path) for path in report_figures(store, eta, selection, steps, sampling)]
-    return {"tables": tables, "files": files}
+            files += [str(path) for path in report_figures(store, eta, selection, steps, sampling, folder)]
+    return {"tables": tables, "files": files, "folder": join(store, folder)}

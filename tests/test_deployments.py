@@ -96,8 +96,12 @@ def test_deployments_run_on_a_real_server_and_worker(
     for pool in ("mmr-gpu", "mmr-cpu"):
         _prefect(env, "work-pool", "create", pool, "--type", "process")
     deployed = _prefect(env, "--no-prompt", "deploy", "--all")
-    for name in ("restore/demo", "restore/mmimdb", "evaluate/demo", "extract/food101", "benchmark/nightly"):
+    for name in ("restore/demo", "restore/mmimdb", "evaluate/demo", "extract/food101", "benchmark/nightly",
+                 "report/paper"):  # fmt: skip
         assert name in deployed, f"{name} was not deployed:\n{deployed[-2000:]}"
+    # Prefect's default task runner has no bound: each flow run's tasks share 2 threads instead.
+    restore_demo = json.loads(_prefect(env, "deployment", "inspect", "restore/demo", "--output", "json"))
+    assert restore_demo["job_variables"]["env"] == {"PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS": "2"}
     schedules = json.loads(_prefect(env, "deployment", "inspect", "benchmark/nightly", "--output", "json"))
     per_schedule = {s["schedule"]["cron"]: s["parameters"] for s in schedules["schedules"]}
     assert sorted(per_schedule) == ["0 2 * * *", "0 4 * * 0"]

@@ -124,6 +124,23 @@ def test_tables_and_the_report_command(tmp_path: Path) -> None:
     assert (tmp_path / "reports" / "benchmark-eta0.30.csv").exists()
 
 
+def test_a_report_of_another_config_goes_to_its_own_folder(tmp_path: Path) -> None:
+    """report/latest (the demo config) and report/paper share a store: before, both wrote
+    reports/benchmark-eta0.70.md and each overwrote the other's tables and figures."""
+    _fill(tmp_path)
+    other = tmp_path / "Wide Decoder.json"
+    other.write_text('{"restore": {"recentre": false}}')  # the same decoder recipe: the same rows
+    default = write_report(str(tmp_path), 0.7)
+    wide = write_report(str(tmp_path), 0.7, config=str(other))
+    assert default["folder"] == str(tmp_path / "reports")
+    assert wide["folder"] == str(tmp_path / "reports" / "wide-decoder")
+    assert set(default["files"]).isdisjoint(wide["files"])
+    assert (tmp_path / "reports" / "benchmark-eta0.70.md").read_text() == default["tables"]["0.7"]
+    assert (tmp_path / "reports" / "wide-decoder" / "benchmark-eta0.70.md").read_text() == wide["tables"][
+        "0.7"
+    ]
+
+
 def test_gap_table_shows_no_negative_zero_and_a_dash_where_the_oracle_does_not_beat_zero(
     tmp_path: Path,
 ) -> None:
