@@ -17,9 +17,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
+from pipeline.errors import ConfigError
+
 
 def url_to_fs(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    fs, path = fsspec.core.url_to_fs(url)
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+    except ImportError as error:  # the protocol's fsspec package is not installed
+        extra = " (pip install 'mmr-pipeline[s3]')" if url.startswith(("s3://", "s3a://")) else ""
+        raise ConfigError(f"{url}: {error}{extra}") from None
     return fs, path
 
 

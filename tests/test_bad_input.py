@@ -186,3 +186,14 @@ def test_a_root_names_its_data_from_any_folder_and_moved_data_is_refused_naming_
         f"row 0 image_ref was '{tmp_path}/raw/images/good.png', is '{tmp_path}/moved/images/good.png'" in line
     )
     assert "pass the --root it was made from" in line
+
+
+def test_a_store_on_a_filesystem_whose_package_is_missing_is_one_error_line() -> None:
+    """Before, `sql` and `report` on such a store printed a 150-line traceback ending in
+    fsspec's ImportError (gcsfs is not a dependency; s3fs comes with the `s3` extra)."""
+    for arguments in (["sql", "SELECT 1"], ["report"]):
+        result = CliRunner().invoke(app, [*arguments, "--store", "gs://bucket/store"])
+        assert result.exit_code == 2, result.output
+        assert (
+            result.output.strip() == "error: gs://bucket/store: Please install gcsfs to access Google Storage"
+        )
