@@ -11,7 +11,7 @@ import typer
 
 from flows.cli_errors import one_line_errors
 from flows.datasets_cli import datasets_app
-from pipeline.runtime import default_store, resolve_device
+from pipeline.runtime import BENCHMARK_RESTORERS, default_store, resolve_device
 
 if TYPE_CHECKING:
     from pipeline.restoration import RestoreResult
@@ -393,7 +393,7 @@ def run(
     ] = None,
     restorers: Annotated[
         str, typer.Option(help="Comma list of restorers, or `all` (adds swap, swap_gap, knn, regression).")
-    ] = "zero,mean,dit,oracle",
+    ] = ",".join(BENCHMARK_RESTORERS),
     missing_types: Annotated[str, typer.Option(help="Comma list of image, text, both.")] = "image,text,both",
     seeds: Annotated[str, typer.Option(help="Comma list of mask seeds.")] = "0,1,2",
     steps: StepsOption = None,

@@ -18,8 +18,7 @@ from pipeline import steps
 from pipeline.data.registry import corpus_dataset, downstream, expand
 from pipeline.masks import MISSING_TYPES
 from pipeline.progress import progress_bar
-from pipeline.restorers import RESTORER_NAMES
-from pipeline.runtime import default_store, resolve_device
+from pipeline.runtime import BENCHMARK_RESTORERS, default_store, resolve_device
 from pipeline.steps import RunSpec, check_run
 
 
@@ -263,7 +262,7 @@ def benchmark_flow(datasets: list[str] | None = None, missing_rates: list[float]
     """
     datasets, missing_rates = datasets or ["demo"], missing_rates or [0.7]
     missing_types, seeds = missing_types or list(MISSING_TYPES), seeds if seeds is not None else [0, 1, 2]
-    restorers = restorers or list(RESTORER_NAMES)
+    restorers = restorers or list(BENCHMARK_RESTORERS)
     logger = get_run_logger()
     spec = _spec(store, model, pretrained, config, device, recentre)
     check_run(spec, datasets, corpus, restorers, missing_types, missing_rates, steps, variant, stages)

@@ -7,7 +7,7 @@ artefacts they stand for, so a hit holds across processes, machines and a restar
 wiping the store forgets both together. A record of a restoration or an evaluation answers only
 while its artefact is in the store: deleting one part of a store recomputes that part.
 Every step is also idempotent on its own (it finds its committed artefact in the store), so a
-remote store, where the records stay local, recomputes nothing either.
+remote store, whose tasks keep no cache records at all (NO_CACHE), recomputes nothing either.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def extract_shards(spec: RunSpec, dataset: str, encoder_id: str, shards: list[in
 @task(name="train-restorer", task_run_name="train-restorer-{corpus}-{variant}-s{stages}")
 def train_restorer(
     spec: RunSpec, corpus: str, encoder_id: str, variant: str | None, stages: int | None
-) -> str:
+) -> dict[str, Any]:
     return steps.train_restorer(spec, corpus, encoder_id, variant, stages)
 
 

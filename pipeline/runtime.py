@@ -10,6 +10,11 @@ def default_store() -> str:
     return os.environ.get("MMR_STORE", "mmr-store")
 
 
+# What a benchmark restores when not told: `run` and the benchmark flow (nightly) alike. The
+# other four (swap, swap_gap, knn, regression) come with `all`.
+BENCHMARK_RESTORERS = ("zero", "mean", "dit", "oracle")
+
+
 def resolve_device(name: str) -> str:
     """`auto` is CUDA when there is one, else the CPU; any other name is checked and used as given."""
     import torch
