@@ -25,7 +25,10 @@ StoreOption = Annotated[
 ]
 ConfigOption = Annotated[
     str | None,
-    typer.Option(help="Named preset in configs/ (demo, demo-small, paper) or a JSON file of overrides."),
+    typer.Option(
+        help="Named preset in configs/ (demo, demo-small, paper) or a JSON file of overrides "
+        "(its `datasets` section holds adapter options, docs/datasets.md)."
+    ),
 ]
 
 
@@ -46,17 +49,14 @@ def _features(
 ) -> str:  # fmt: skip
     """Extract (or find already extracted) features of (name, raw root) pairs; returns the encoder id."""
     from pipeline.config import load_config, overridden
-    from pipeline.data.registry import get_adapter
+    from pipeline.data.registry import configured_adapter
     from pipeline.encoders.frozen import EncoderConfig
     from pipeline.encoders.warmup import load_encoder
     from pipeline.extraction import extract as run_extraction
 
     settings = load_config(config)
     extraction = overridden(settings.extraction, workers=workers, batch_size=batch_size)
-    adapters = [
-        get_adapter(name, root, settings.demo.model_dump() if name.startswith("demo") else None)
-        for name, root in datasets
-    ]
+    adapters = [configured_adapter(name, root, settings) for name, root in datasets]
     encoder = load_encoder(
         EncoderConfig(model=model, pretrained=pretrained),
         store,

@@ -81,7 +81,17 @@ def check(
     root: Annotated[str, typer.Option(help="The folder you downloaded: a directory or fsspec URL.")],
     option: Annotated[
         list[str] | None,
-        typer.Option(help="Adapter option KEY=VALUE, repeatable (e.g. text_fields=headline,body)."),
+        typer.Option(
+            help="Adapter option KEY=VALUE, repeatable (e.g. text_fields=headline,body); "
+            "laid over the --config file's options for the dataset."
+        ),
+    ] = None,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            help="Named preset in configs/ or a JSON file: its `datasets` section holds adapter options "
+            "(docs/datasets.md)."
+        ),
     ] = None,
     workers: Annotated[int, typer.Option(help="Threads decoding images.")] = 8,
 ) -> None:
@@ -91,7 +101,14 @@ def check(
     """
     from pipeline.data.registry import get_adapter
 
-    adapter = get_adapter(dataset, root, parse_options(option or []))
+    configured = {}
+    if config is not None:  # pipeline.config imports torch: only when a config is given
+        from pipeline.config import load_config
+
+        configured = load_config(config).datasets.get(dataset, {})
+    options = {**configured, **parse_options(option or [])}
+    fix = f"fix the --option or datasets.{dataset} in the --config file (docs/datasets.md lists the options)"
+    adapter = get_adapter(dataset, root, options, fix)
     report = check_dataset(adapter, root, workers=workers, progress=sys.stderr.isatty())
     problems = report.problems
     if problems:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar, get_args
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pipeline.data.demo import DemoConfig
+from pipeline.data.registry import check_options
 from pipeline.diffusion.core import DiffusionConfig
 from pipeline.encoders.warmup import WarmupConfig
 from pipeline.errors import ConfigError
@@ -66,6 +67,9 @@ class PipelineConfig(BaseModel):
     restorer: TrainConfig = DEMO_TRAINING
     restore: RestoreSettings = DEMO_RESTORE
     decoder: DecoderTraining = DEMO_DECODER
+    # Adapter options of raw datasets by dataset name, e.g. {"n24news": {"text_fields": "headline,body"}}
+    # (docs/datasets.md lists each dataset's): every command and flow builds the adapter with them.
+    datasets: dict[str, dict[str, Any]] = {}
 
 
 def preset_names() -> list[str]:
@@ -95,11 +99,17 @@ def _load_config(name_or_path: str | None) -> PipelineConfig:
         overrides = json.loads(path.read_text())
         if not isinstance(overrides, dict):
             raise ConfigError(f"config {path} is invalid: it must hold a JSON object: fix the file")
-        return PipelineConfig.model_validate(merged(PipelineConfig().model_dump(mode="json"), overrides))
+        settings = PipelineConfig.model_validate(merged(PipelineConfig().model_dump(mode="json"), overrides))
     except (json.JSONDecodeError, ValidationError) as error:
         first = str(error).splitlines()
         detail = " ".join(first[:3]) if first else type(error).__name__
         raise ConfigError(f"config {path} is invalid: {detail}: fix the file") from None
+    for name, options in settings.datasets.items():
+        try:
+            check_options(name, options, "fix the file")
+        except ConfigError as error:
+            raise ConfigError(f"config {path} is invalid: {error}") from None
+    return settings
 
 
 def overridden(settings: Settings, **options: object) -> Settings:

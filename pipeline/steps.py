@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from pipeline.config import PipelineConfig, load_config, overridden
 from pipeline.config import training_config as config_training
 from pipeline.data.adapter import DatasetAdapter
-from pipeline.data.registry import get_adapter
+from pipeline.data.registry import configured_adapter
 from pipeline.encoders.frozen import EncoderConfig, FrozenEncoder
 from pipeline.encoders.warmup import load_encoder
 from pipeline.errors import StoreMismatchError
@@ -59,8 +59,8 @@ class RunSpec(BaseModel):
         )
 
     def adapter(self, dataset: str, root: str | None) -> DatasetAdapter:
-        options = self.settings().demo.model_dump() if dataset.startswith("demo") else None
-        return get_adapter(dataset, root, options)
+        """The dataset's adapter with the config's options (its `demo` or `datasets` section)."""
+        return configured_adapter(dataset, root, self.settings())
 
 
 def prepare_encoder(spec: RunSpec) -> str:

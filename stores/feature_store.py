@@ -22,6 +22,7 @@ arrays that already have the right shape, so it never wipes a chunk another writ
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -150,10 +151,14 @@ class FeatureStore:
             if existing.get(field) == wanted.get(field):
                 continue
             if field in ("dataset_fingerprint", "n_rows"):
+                then = existing.get("dataset_options")
+                now = json.loads(json.dumps(wanted.get("dataset_options")))  # as a manifest holds them
+                options = "" if then == now else f"; made with options {then}, this run has {now}"
+                fix = "and the config's `datasets` options " if options else ""
                 raise StoreMismatchError(
                     f"store {self.url} was made from other raw data than this run lists "
-                    f"({self._first_change(samples)}): pass the --root it was made from, or delete "
-                    f"{self.url} to rebuild it"
+                    f"({self._first_change(samples)}{options}): pass the --root {fix}it was made from, "
+                    f"or delete {self.url} to rebuild it"
                 )
             if field == "encoder":
                 raise StoreMismatchError(

@@ -46,7 +46,7 @@ def test_corrupt_missing_and_empty_inputs_become_recorded_absences(
     tmp_path: Path, store_with_encoder: Path, small_config: PipelineConfig, demo_encoder: FrozenEncoder
 ) -> None:
     records = _write_layout(tmp_path / "raw")
-    adapter = JsonlAdapter(str(tmp_path / "raw"), name="mini")
+    adapter = JsonlAdapter(str(tmp_path / "raw"))
     settings = small_config.extraction.model_copy(update={"chunk_rows": 4, "batch_size": 3})
     result = extract(adapter, demo_encoder, str(store_with_encoder), settings, progress=False)
 
@@ -57,7 +57,7 @@ def test_corrupt_missing_and_empty_inputs_become_recorded_absences(
         ("image", "not in raw data"): 1,
         ("text", "empty or missing"): 2,
     }
-    store = FeatureStore(str(store_with_encoder), "mini", demo_encoder.encoder_id)
+    store = FeatureStore(str(store_with_encoder), "jsonl", demo_encoder.encoder_id)
     arrays = store.read_arrays()
     assert arrays["image_present"].tolist() == [True, False, True, False, False, False, True]
     assert arrays["text_present"].tolist() == [True, True, False, True, True, False, True]

@@ -33,7 +33,6 @@ class CocoAdapter(DatasetAdapter):
         root: str,
         subsets: str | Sequence[str] = ("train2017",),
         captions: str = "all",
-        name: str = "coco",
     ) -> None:
         if captions not in ("all", "first"):
             raise ConfigError(f"option captions={captions!r} must be `all` or `first`")
@@ -43,10 +42,10 @@ class CocoAdapter(DatasetAdapter):
         for subset in self.subsets:
             need_path(root, f"annotations/captions_{subset}.json", ROOT_FIX)
             need_path(root, subset, ROOT_FIX)
-        self.info = DatasetInfo(name=name, label_kind="none", metric="none", splits=("corpus",))
+        self.info = DatasetInfo(name="coco", label_kind="none", metric="none", splits=("corpus",))
 
     def options(self) -> dict[str, object]:
-        return {"subsets": list(self.subsets), "captions": self.captions, "name": self.info.name}
+        return {"subsets": list(self.subsets), "captions": self.captions}
 
     def samples(self) -> Iterator[Sample]:
         for subset in self.subsets:

@@ -74,7 +74,7 @@ def _text(value: object, where: str) -> str | None:
 
 
 class JsonlAdapter(DatasetAdapter):
-    def __init__(self, root: str, name: str = "jsonl") -> None:
+    def __init__(self, root: str) -> None:
         self.root = root
         meta = _read_meta(root)
         if not exists(join(root, "samples.jsonl")):
@@ -86,11 +86,11 @@ class JsonlAdapter(DatasetAdapter):
         if problem:
             reason, instead = problem
             raise DatasetLayoutError(
-                f"meta.json metric {metric!r} of dataset {name!r} {reason}: "
+                f"meta.json metric {metric!r} of dataset 'jsonl' {reason}: "
                 f'fix `metric` in meta.json, e.g. "metric": "{instead}"'
             )
         self.info = DatasetInfo(
-            name=name,
+            name="jsonl",
             label_kind=kind,
             metric=metric,
             classes=classes,

@@ -198,7 +198,8 @@ class MapArrowAdapter(DatasetAdapter):
                 f"{self.root}: pass the folder MAP's make_arrow.py wrote as --root"
             )
         raise DatasetLayoutError(
-            f"{self.root} holds arrow files of {', '.join(found)}: pick one with the option dataset=NAME"
+            f"{self.root} holds arrow files of {', '.join(found)}: pick one with the option dataset=NAME "
+            "(datasets.map-arrow in the --config file)"
         )
 
     def options(self) -> dict[str, object]:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from pydantic import TypeAdapter, ValidationError
 
 from pipeline.data.adapter import DatasetAdapter
 from pipeline.data.coco import CocoAdapter
@@ -19,36 +22,73 @@ from pipeline.data.n24news import N24NewsAdapter
 from pipeline.data.webdataset import WebDatasetAdapter
 from pipeline.errors import ConfigError, DatasetLayoutError, UnknownDatasetError
 
+if TYPE_CHECKING:
+    from pipeline.config import PipelineConfig
 
-def _raw(name: str, adapter: type[DatasetAdapter]) -> Callable[[str | None, dict], DatasetAdapter]:
+
+def option_names(name: str) -> list[str]:
+    """The options the adapter of a raw layout takes (the keyword arguments after its root)."""
+    return [option for option in inspect.signature(RAW[name]).parameters if option != "root"]
+
+
+def check_options(name: str, options: Mapping[str, object], fix: str) -> dict[str, object]:
+    """The adapter options of raw dataset `name`, checked before any file is read: a dataset that
+    takes no options here, an option it does not know or a value of the wrong type is one
+    `ConfigError` that names the dataset and the option and ends with `fix`. The values' ranges
+    and choices are the adapter's own to check (it raises `option KEY=VALUE must be ...`)."""
+    if name in DEMO_DATASETS:
+        raise ConfigError(f"dataset {name} is generated: its options are the config's `demo` section: {fix}")
+    if name not in RAW:
+        raise ConfigError(f"unknown dataset {name!r}: name one of {', '.join(sorted(RAW))}: {fix}")
+    known = option_names(name)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        offered = f"its options are {', '.join(known)}" if known else "it takes no options"
+        raise ConfigError(f"dataset {name} has no option {unknown[0]!r} ({offered}): {fix}")
+    parameters = inspect.signature(RAW[name], eval_str=True).parameters
+    for option, value in options.items():
+        try:
+            TypeAdapter(parameters[option].annotation).validate_python(value, strict=True)
+        except ValidationError as error:
+            problem = error.errors()[0]["msg"].lower()
+            raise ConfigError(f"dataset {name} option {option}={value!r}: {problem}: {fix}") from None
+    return dict(options)
+
+
+def _raw(name: str) -> Callable[[str | None, dict, str], DatasetAdapter]:
     """The factory of an adapter of a public raw layout: needs --root, refuses unknown options."""
 
-    def build(root: str | None, options: dict) -> DatasetAdapter:
-        known = [option for option in inspect.signature(adapter).parameters if option != "root"]
-        unknown = sorted(set(options) - set(known))
-        if unknown:
-            offered = f"its options are {', '.join(known)}" if known else "it takes no options"
-            raise ConfigError(f"dataset {name} has no option {unknown[0]!r}: {offered}")
-        return adapter(_need_root(name, root), **options)
+    def build(root: str | None, options: dict, fix: str) -> DatasetAdapter:
+        check_options(name, options, fix)
+        root = _need_root(name, root)
+        try:
+            return RAW[name](root, **options)
+        except ConfigError as error:  # a value out of range or not one of the choices
+            raise ConfigError(f"dataset {name} {error}: {fix}") from None
 
     return build
 
 
+# The adapters of raw layouts: every option they take is a keyword argument after the root, set in
+# the config's `datasets` section (docs/datasets.md).
+RAW: dict[str, type[DatasetAdapter]] = {
+    "jsonl": JsonlAdapter,
+    "mmimdb": MmImdbAdapter,
+    "food101": Food101Adapter,
+    "n24news": N24NewsAdapter,
+    "mmhs11k": Mmhs11kAdapter,
+    "hatememes": HatefulMemesAdapter,
+    "map-arrow": MapArrowAdapter,
+    "webdataset": WebDatasetAdapter,
+    "coco": CocoAdapter,
+}
 # name -> factory(root, options). Demo datasets need no root; every other adapter reads one.
-ADAPTERS: dict[str, Callable[[str | None, dict], DatasetAdapter]] = {
+ADAPTERS: dict[str, Callable[[str | None, dict, str], DatasetAdapter]] = {
     **{
-        name: (lambda root, options, name=name: DemoAdapter(name, DemoConfig(**options)))
+        name: (lambda root, options, fix, name=name: DemoAdapter(name, DemoConfig(**options)))
         for name in DEMO_DATASETS
     },
-    "jsonl": lambda root, options: JsonlAdapter(_need_root("jsonl", root), **options),
-    "mmimdb": _raw("mmimdb", MmImdbAdapter),
-    "food101": _raw("food101", Food101Adapter),
-    "n24news": _raw("n24news", N24NewsAdapter),
-    "mmhs11k": _raw("mmhs11k", Mmhs11kAdapter),
-    "hatememes": _raw("hatememes", HatefulMemesAdapter),
-    "map-arrow": _raw("map-arrow", MapArrowAdapter),
-    "webdataset": _raw("webdataset", WebDatasetAdapter),
-    "coco": _raw("coco", CocoAdapter),
+    **{name: _raw(name) for name in RAW},
 }
 # Names that stand for several datasets at once.
 GROUPS: dict[str, tuple[str, ...]] = {"demo": DEMO_DATASETS}
@@ -87,8 +127,26 @@ def corpus_dataset(corpus: str) -> str:
     return "demo-corpus" if corpus == "demo" else corpus
 
 
-def get_adapter(name: str, root: str | None = None, options: dict | None = None) -> DatasetAdapter:
+def options_fix(name: str) -> str:
+    """How to fix an adapter option that came from a config file."""
+    return f"fix datasets.{name} in the --config file (docs/datasets.md lists the options)"
+
+
+def get_adapter(
+    name: str, root: str | None = None, options: Mapping[str, object] | None = None, fix: str | None = None
+) -> DatasetAdapter:
+    """The adapter of dataset `name` at `root`. `options`: a demo dataset's DemoConfig fields, or
+    a raw layout's adapter options (the config's `datasets` section); `fix` ends an error about
+    them (by default: fix the config file)."""
     if name not in ADAPTERS:
         expand(name)  # raises the unknown-name error
         raise UnknownDatasetError(f"{name!r} names several datasets ({', '.join(GROUPS[name])}): pick one")
-    return ADAPTERS[name](root, dict(options or {}))
+    return ADAPTERS[name](root, dict(options or {}), fix or options_fix(name))
+
+
+def configured_adapter(name: str, root: str | None, settings: PipelineConfig) -> DatasetAdapter:
+    """The adapter of dataset `name` as every command and flow builds it: a demo dataset with the
+    config's `demo` section, a raw layout with its options from the config's `datasets` section."""
+    if name in DEMO_DATASETS:
+        return get_adapter(name, root, settings.demo.model_dump())
+    return get_adapter(name, root, settings.datasets.get(name))

@@ -68,17 +68,14 @@ def _shards(root: str) -> list[str]:
 
 
 class WebDatasetAdapter(DatasetAdapter):
-    def __init__(self, root: str, name: str = "webdataset") -> None:
+    def __init__(self, root: str) -> None:
         self.root = root
         self.shards = _shards(root)
         if not self.shards:
             raise DatasetLayoutError(
                 f"no *.tar shards under {root}: pass the folder img2dataset wrote (--output_format webdataset) as --root"
             )
-        self.info = DatasetInfo(name=name, label_kind="none", metric="none", splits=("corpus",))
-
-    def options(self) -> dict[str, object]:
-        return {"name": self.info.name}
+        self.info = DatasetInfo(name="webdataset", label_kind="none", metric="none", splits=("corpus",))
 
     def samples(self) -> Iterator[Sample]:
         for shard in self.shards:

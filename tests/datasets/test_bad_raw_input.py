@@ -74,25 +74,25 @@ def test_a_bad_meta_json_is_one_line_naming_the_fix(
     [
         (  # AUROC of class 1's probability: NaN on 3 classes, 0.5 for a perfect model on classes 0 and 2
             {"label_kind": "single", "classes": ["a", "b", "c"], "metric": "auroc"},
-            "meta.json metric 'auroc' of dataset 'mine' needs a single-label task with exactly two classes, "
+            "meta.json metric 'auroc' of dataset 'jsonl' needs a single-label task with exactly two classes, "
             'this one has 3: fix `metric` in meta.json, e.g. "metric": "accuracy"',
         ),
         (
             {"label_kind": "single", "classes": ["a"], "metric": "auroc"},
-            "metric 'auroc' of dataset 'mine' needs a single-label task with exactly two classes, this one has 1",
+            "metric 'auroc' of dataset 'jsonl' needs a single-label task with exactly two classes, this one has 1",
         ),
         (
             {"label_kind": "multi", "classes": ["a", "b"], "metric": "auroc"},
-            "metric 'auroc' of dataset 'mine' is not computed for a multi-label task",
+            "metric 'auroc' of dataset 'jsonl' is not computed for a multi-label task",
         ),
         (  # the evaluation computed F1 averages only, and failed on a KeyError
             {"label_kind": "multi", "classes": ["a", "b"], "metric": "accuracy"},
-            "meta.json metric 'accuracy' of dataset 'mine' is not computed for a multi-label task, which is "
+            "meta.json metric 'accuracy' of dataset 'jsonl' is not computed for a multi-label task, which is "
             'scored by F1 over its classes: fix `metric` in meta.json, e.g. "metric": "f1_macro"',
         ),
         (
             {"label_kind": "single", "classes": ["a", "b"], "metric": "f1_macro"},
-            "metric 'f1_macro' of dataset 'mine' is not computed for a single-label task, which is scored by "
+            "metric 'f1_macro' of dataset 'jsonl' is not computed for a single-label task, which is scored by "
             'accuracy: fix `metric` in meta.json, e.g. "metric": "accuracy"',
         ),
     ],
@@ -103,7 +103,7 @@ def test_a_headline_metric_the_evaluation_cannot_compute_is_refused(
     write_jsonl(tmp_path / "j", files)
     (tmp_path / "j" / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(DatasetLayoutError) as caught:
-        JsonlAdapter(str(tmp_path / "j"), name="mine")
+        JsonlAdapter(str(tmp_path / "j"))
     message = str(caught.value)
     assert expected in message and "\n" not in message
 

@@ -15,7 +15,7 @@ from pipeline.data.check import SplitCounts, check_dataset
 from pipeline.data.coco import CocoAdapter
 from pipeline.data.registry import get_adapter
 from pipeline.data.webdataset import TarSliceImage, WebDatasetAdapter
-from pipeline.errors import DatasetLayoutError
+from pipeline.errors import ConfigError, DatasetLayoutError
 
 
 def write_shard(path: Path, members: list[tuple[str, bytes]]) -> None:
@@ -56,11 +56,12 @@ def write_shards(root: Path, files: SimpleNamespace) -> None:
 
 def test_webdataset_keys_texts_and_offset_images(tmp_path: Path, files: SimpleNamespace) -> None:
     write_shards(tmp_path / "cc", files)
-    adapter = get_adapter("webdataset", str(tmp_path / "cc"), {"name": "cc-mini"})
-    assert (
-        adapter.info.name == "cc-mini" and adapter.info.label_kind == "none" and adapter.info.metric == "none"
-    )
-    assert adapter.info.splits == ("corpus",)
+    adapter = get_adapter("webdataset", str(tmp_path / "cc"))
+    assert adapter.info.name == "webdataset" and adapter.info.splits == ("corpus",)
+    assert adapter.info.label_kind == "none" and adapter.info.metric == "none"
+    # A store is found by the registry name: a renamed corpus would never be found again.
+    with pytest.raises(ConfigError, match="dataset webdataset has no option 'name'"):
+        get_adapter("webdataset", str(tmp_path / "cc"), {"name": "cc-mini"})
     samples = list(adapter.samples())
     assert [s.sample_id for s in samples] == ["000000000", "000000001", "000000002", "000010000", "000010001"]
     assert {s.split for s in samples} == {"corpus"} and all(s.label == () for s in samples)
