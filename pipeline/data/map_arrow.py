@@ -6,9 +6,9 @@
       food101_{train,val,test}    image (bytes), text (list<str>, one title), label (int), image_id, split
       hatememes_{train,dev,test}  image (bytes), text (list<str>, one caption), label (0/1), split
 
-`dataset` picks mmimdb, food101 or hatememes; left out, it is the one whose files the root
-holds. Stores are named `<ds>-arrow`, apart from the raw adapters' stores, because the
-splits differ (MAP's food101 val is its own random carve).
+Each is its own dataset, `mmimdb-arrow`, `food101-arrow` and `hatememes-arrow` (the registry
+name is the store name every later step looks up), apart from the raw adapters' stores because
+the splits differ (MAP's food101 val is its own random carve).
 
 Food101 labels are indices into MAP's `class_idx.json`, an unsorted order; they are mapped to
 the sorted class names the raw `food101` adapter uses. Text is the first non-blank entry
@@ -36,7 +36,7 @@ from pipeline.data.hatememes import CLASSES as HATEMEMES_CLASSES
 from pipeline.data.mmimdb import GENRES
 from pipeline.data.raw import first_text
 from pipeline.data.sample import BytesImage, Sample, stored_reference
-from pipeline.errors import ConfigError, DatasetLayoutError
+from pipeline.errors import DatasetLayoutError
 from stores.fs import exists, is_local, join, url_to_fs
 
 # MAP's datasets/Food101/class_idx.json: label index -> class name.
@@ -167,11 +167,11 @@ class ArrowRowImage:
 
 
 class MapArrowAdapter(DatasetAdapter):
-    def __init__(self, root: str, dataset: str | None = None) -> None:
+    """The arrow files of one of MAP's datasets (`dataset`: mmimdb, food101 or hatememes)."""
+
+    def __init__(self, root: str, dataset: str) -> None:
         self.root = root
-        self.dataset = dataset or self._detect()
-        if self.dataset not in LAYOUTS:
-            raise ConfigError(f"option dataset={self.dataset!r} must be one of {', '.join(LAYOUTS)}")
+        self.dataset = dataset
         self.layout = LAYOUTS[self.dataset]
         for split, _ in self.layout.files:
             if not exists(self._url(split)):
@@ -183,24 +183,6 @@ class MapArrowAdapter(DatasetAdapter):
 
     def _url(self, split: str) -> str:
         return join(self.root, f"{self.dataset}_{split}.arrow")
-
-    def _detect(self) -> str:
-        found = [
-            name
-            for name, layout in LAYOUTS.items()
-            if any(exists(join(self.root, f"{name}_{split}.arrow")) for split, _ in layout.files)
-        ]
-        if len(found) == 1:
-            return found[0]
-        if not found:
-            raise DatasetLayoutError(
-                f"no MAP arrow files (mmimdb_train.arrow, food101_train.arrow, hatememes_train.arrow) under "
-                f"{self.root}: pass the folder MAP's make_arrow.py wrote as --root"
-            )
-        raise DatasetLayoutError(
-            f"{self.root} holds arrow files of {', '.join(found)}: pick one with the option dataset=NAME "
-            "(datasets.map-arrow in the --config file)"
-        )
 
     def options(self) -> dict[str, object]:
         return {"dataset": self.dataset}
@@ -237,3 +219,24 @@ class MapArrowAdapter(DatasetAdapter):
                         label=layout.decode(labels[offset], where),
                         source=where,
                     )
+
+
+class MmImdbArrowAdapter(MapArrowAdapter):
+    """`mmimdb-arrow`: mmimdb_{train,dev,test}.arrow."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root, "mmimdb")
+
+
+class Food101ArrowAdapter(MapArrowAdapter):
+    """`food101-arrow`: food101_{train,val,test}.arrow."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root, "food101")
+
+
+class HatefulMemesArrowAdapter(MapArrowAdapter):
+    """`hatememes-arrow`: hatememes_{train,dev,test}.arrow."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root, "hatememes")

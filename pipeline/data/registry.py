@@ -15,7 +15,7 @@ from pipeline.data.demo import DEMO_DATASETS, DemoAdapter, DemoConfig
 from pipeline.data.food101 import Food101Adapter
 from pipeline.data.hatememes import HatefulMemesAdapter
 from pipeline.data.jsonl import JsonlAdapter
-from pipeline.data.map_arrow import MapArrowAdapter
+from pipeline.data.map_arrow import Food101ArrowAdapter, HatefulMemesArrowAdapter, MmImdbArrowAdapter
 from pipeline.data.mmhs11k import Mmhs11kAdapter
 from pipeline.data.mmimdb import MmImdbAdapter
 from pipeline.data.n24news import N24NewsAdapter
@@ -78,7 +78,9 @@ RAW: dict[str, type[DatasetAdapter]] = {
     "n24news": N24NewsAdapter,
     "mmhs11k": Mmhs11kAdapter,
     "hatememes": HatefulMemesAdapter,
-    "map-arrow": MapArrowAdapter,
+    "mmimdb-arrow": MmImdbArrowAdapter,
+    "food101-arrow": Food101ArrowAdapter,
+    "hatememes-arrow": HatefulMemesArrowAdapter,
     "webdataset": WebDatasetAdapter,
     "coco": CocoAdapter,
 }

@@ -84,8 +84,8 @@ def test_config_options_reach_the_cli_extraction(
     [
         (
             {"food-101": {"val_percent": 0}},
-            "is invalid: unknown dataset 'food-101': name one of coco, food101, hatememes, jsonl, map-arrow, "
-            "mmhs11k, mmimdb, n24news, webdataset: fix the file",
+            "is invalid: unknown dataset 'food-101': name one of coco, food101, food101-arrow, hatememes, "
+            "hatememes-arrow, jsonl, mmhs11k, mmimdb, mmimdb-arrow, n24news, webdataset: fix the file",
         ),
         (
             {"food101": {"val_pct": 0}},

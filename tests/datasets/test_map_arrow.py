@@ -8,13 +8,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pyarrow as pa
-import pytest
 
 from pipeline.data.check import SplitCounts, check_dataset
-from pipeline.data.map_arrow import FOOD101_CLASSES, ArrowRowImage, MapArrowAdapter
+from pipeline.data.map_arrow import FOOD101_CLASSES, ArrowRowImage
 from pipeline.data.mmimdb import GENRES
 from pipeline.data.registry import get_adapter
-from pipeline.errors import DatasetLayoutError
 
 
 def multi_hot(*genres: str) -> list[int]:
@@ -57,8 +55,8 @@ def write_mmimdb_arrows(root: Path, files: SimpleNamespace) -> None:
 
 def test_mmimdb_arrow_rows_texts_and_labels(tmp_path: Path, files: SimpleNamespace) -> None:
     write_mmimdb_arrows(tmp_path / "arrows", files)
-    adapter = get_adapter("map-arrow", str(tmp_path / "arrows"))  # dataset detected from the files
-    assert adapter.info.name == "mmimdb-arrow" and adapter.options() == {"dataset": "mmimdb"}
+    adapter = get_adapter("mmimdb-arrow", str(tmp_path / "arrows"))
+    assert adapter.options() == {"dataset": "mmimdb"}
     assert adapter.info.label_kind == "multi" and adapter.info.metric == "f1_macro"
     samples = list(adapter.samples())
     assert [(s.sample_id, s.split) for s in samples] == [
@@ -83,13 +81,13 @@ def test_check_and_extraction_through_a_worker_process(
     tmp_path: Path, files: SimpleNamespace, run_check: Callable, run_extract: Callable, run_evaluate: Callable
 ) -> None:
     write_mmimdb_arrows(tmp_path / "arrows", files)
-    adapter = MapArrowAdapter(str(tmp_path / "arrows"), dataset="mmimdb")
+    adapter = get_adapter("mmimdb-arrow", str(tmp_path / "arrows"))
     report = check_dataset(adapter, str(tmp_path / "arrows"), progress=False)
     assert report.overall == SplitCounts(
         samples=6, image_ok=4, image_unreadable=1, image_absent=1, empty_text=1
     )
     assert report.labels["val", "War"] == 1
-    assert run_check("map-arrow", tmp_path / "arrows", "dataset=mmimdb").exit_code == 0
+    assert run_check("mmimdb-arrow", tmp_path / "arrows").exit_code == 0
 
     extracted = run_extract(adapter, workers=1)  # image refs are pickled into the loader worker
     assert (adapter.info.label_kind, adapter.info.metric) == ("multi", "f1_macro")
@@ -121,8 +119,8 @@ def test_food101_labels_map_from_maps_class_order_to_sorted_names(
             "split": [split] * len(labels),
         }
         write_arrow(root / f"food101_{split}.arrow", [rows])
-    adapter = MapArrowAdapter(str(root))
-    assert adapter.info.name == "food101-arrow" and adapter.info.classes == FOOD101_CLASSES
+    adapter = get_adapter("food101-arrow", str(root))
+    assert adapter.info.classes == FOOD101_CLASSES
     names = [adapter.info.classes[s.label[0]] for s in adapter.samples()]
     assert names == ["frozen_yogurt", "apple_pie", "tacos", "baklava"]  # MAP's class_idx.json order
 
@@ -133,7 +131,7 @@ def test_hatememes_arrow_has_no_id_column(tmp_path: Path, files: SimpleNamespace
     for split in ("train", "dev", "test"):
         rows = {"image": [files.encoded()], "text": [["a meme"]], "label": [1], "split": [split]}
         write_arrow(root / f"hatememes_{split}.arrow", [rows])
-    adapter = MapArrowAdapter(str(root))
+    adapter = get_adapter("hatememes-arrow", str(root))
     assert adapter.info.metric == "auroc"
     assert [(s.sample_id, s.split, s.label) for s in adapter.samples()] == [
         ("train/0", "train", (1,)),
@@ -145,22 +143,42 @@ def test_hatememes_arrow_has_no_id_column(tmp_path: Path, files: SimpleNamespace
 def test_bad_labels_missing_columns_and_wrong_root(
     tmp_path: Path, files: SimpleNamespace, run_check: Callable, refused: Callable
 ) -> None:
-    assert "no MAP arrow files" in refused(run_check("map-arrow", tmp_path))
+    assert "no mmimdb_train.arrow under" in refused(run_check("mmimdb-arrow", tmp_path))
     write_mmimdb_arrows(tmp_path / "arrows", files)
     bad = mmimdb_rows(files, ["0007"], [files.encoded()])
     bad["label"] = [[1, 0, 2]]
     write_arrow(tmp_path / "arrows" / "mmimdb_test.arrow", [bad])
-    line = refused(run_check("map-arrow", tmp_path / "arrows"))
+    line = refused(run_check("mmimdb-arrow", tmp_path / "arrows"))
     assert "mmimdb_test.arrow row 0: label [1, 0, 2] is not a 0/1 list over the 23 genres" in line
 
     del bad["plots"]
     write_arrow(tmp_path / "arrows" / "mmimdb_test.arrow", [bad])
-    assert "has no column 'plots'" in refused(run_check("map-arrow", tmp_path / "arrows"))
+    assert "has no column 'plots'" in refused(run_check("mmimdb-arrow", tmp_path / "arrows"))
     (tmp_path / "arrows" / "mmimdb_test.arrow").write_bytes(b"not arrow")
-    assert "is not an Arrow IPC file" in refused(run_check("map-arrow", tmp_path / "arrows"))
+    assert "is not an Arrow IPC file" in refused(run_check("mmimdb-arrow", tmp_path / "arrows"))
     (tmp_path / "arrows" / "mmimdb_test.arrow").unlink()
-    assert "no mmimdb_test.arrow under" in refused(run_check("map-arrow", tmp_path / "arrows"))
+    assert "no mmimdb_test.arrow under" in refused(run_check("mmimdb-arrow", tmp_path / "arrows"))
 
-    (tmp_path / "arrows" / "food101_train.arrow").write_bytes(b"")
-    with pytest.raises(DatasetLayoutError, match=r"arrow files of mmimdb, food101: pick one"):
-        MapArrowAdapter(str(tmp_path / "arrows"))
+
+def test_each_arrow_dataset_is_registered_under_the_name_its_store_has(
+    tmp_path: Path, files: SimpleNamespace
+) -> None:
+    """Extraction names a store by the adapter's `info.name`, and every later step (train,
+    restore, evaluate) looks it up by the name the user passed. Before, `map-arrow` wrote a store
+    named `mmimdb-arrow` that `restore --dataset map-arrow` never found."""
+    root = tmp_path / "arrows"
+    write_mmimdb_arrows(root, files)  # one folder holding all three, as make_arrow.py leaves it
+    for split in ("train", "val", "test"):
+        rows = {
+            "image": [files.encoded()],
+            "text": [["t"]],
+            "label": [0],
+            "image_id": ["x.jpg"],
+            "split": [split],
+        }
+        write_arrow(root / f"food101_{split}.arrow", [rows])
+    for split in ("train", "dev", "test"):
+        rows = {"image": [files.encoded()], "text": [["a meme"]], "label": [1], "split": [split]}
+        write_arrow(root / f"hatememes_{split}.arrow", [rows])
+    for name in ("mmimdb-arrow", "food101-arrow", "hatememes-arrow"):
+        assert get_adapter(name, str(root)).info.name == name
