@@ -311,12 +311,16 @@ def report(
     They show this code version's evaluations by the config's decoder recipe; the report says
     how many others the store holds."""
     from pipeline.steps import write_report
+    from stores.fs import is_local
 
-    written = write_report(store or default_store(), missing_rate, steps, config, encoder_id, recentre)
+    store = store or default_store()
+    written = write_report(store, missing_rate, steps, config, encoder_id, recentre)
     for markdown in written["tables"].values():
         typer.echo(markdown)
     for path in written["files"]:
         typer.echo(f"written: {path}")
+    if not is_local(store):
+        typer.echo("figures: not drawn, they are drawn for local stores only (copy the store to a disk)")
 
 
 @app.command()

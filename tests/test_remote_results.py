@@ -90,6 +90,11 @@ def test_the_report_tables_are_written_to_a_remote_store(store: str, tmp_path: P
     assert written["files"] == [f"{stem}.md", f"{stem}.csv"]  # no figures: they are local-only
     assert read_bytes(f"{stem}.md").decode() == markdown
     assert list(tmp_path.iterdir()) == []
+    result = CliRunner().invoke(app, ["report", "--store", store])  # says so instead of drawing nothing
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1].startswith(
+        "figures: not drawn, they are drawn for local stores only"
+    )
 
 
 def test_sampling_timings_are_read_from_a_remote_store(store: str) -> None:
