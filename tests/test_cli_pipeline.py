@@ -49,26 +49,27 @@ def test_evaluate_sql_and_report_on_the_store(warm_store: Path, tmp_path: Path) 
 
     report = CliRunner().invoke(app, ["report", "--store", str(store), "--config", "demo-small"])
     assert report.exit_code == 0, report.output
+    reports = store / "reports" / "demo-small"  # a config's own folder: the demo's report stays apart
     elsewhere = ["report", "--store", str(store), "--config", "demo-small", "--missing-rate", "0.3"]
     nothing = CliRunner().invoke(app, elsewhere)  # before: empty tables, exit 0
     assert nothing.exit_code == 2 and "evaluated rates: 0.7" in nothing.output, nothing.output
-    assert not (store / "reports" / "benchmark-eta0.30.md").exists()
-    assert "| dit |" in (store / "reports" / "benchmark-eta0.70.md").read_text()
-    figures = sorted(p.name for p in (store / "reports").glob("*.png"))
+    assert not (reports / "benchmark-eta0.30.md").exists()
+    assert "| dit |" in (reports / "benchmark-eta0.70.md").read_text()
+    figures = sorted(p.name for p in reports.glob("*.png"))
     assert "robustness-demo-cls-text.png" in figures and "pca-demo-cls-text-text.png" in figures
     assert any(name.startswith("gates-dit-gating") for name in figures)
     for name in figures:
-        with Image.open(store / "reports" / name) as image:
+        with Image.open(reports / name) as image:
             assert image.size[0] > 300 and image.size[1] > 300
 
     # The figures are drawn again only when the evaluations behind them change.
-    drawn = {name: (store / "reports" / name).stat().st_mtime_ns for name in figures}
+    drawn = {name: (reports / name).stat().st_mtime_ns for name in figures}
     assert CliRunner().invoke(app, ["report", "--store", str(store), "--config", "demo-small"]).exit_code == 0
-    assert {name: (store / "reports" / name).stat().st_mtime_ns for name in figures} == drawn
+    assert {name: (reports / name).stat().st_mtime_ns for name in figures} == drawn
     more = CliRunner().invoke(app, ["evaluate", *arguments, "--restorer", "mean"])
     assert more.exit_code == 0, more.output
     assert CliRunner().invoke(app, ["report", "--store", str(store), "--config", "demo-small"]).exit_code == 0
-    robustness = store / "reports" / "robustness-demo-cls-text.png"
+    robustness = reports / "robustness-demo-cls-text.png"
     assert robustness.stat().st_mtime_ns != drawn["robustness-demo-cls-text.png"]
 
     # --no-recentre: the paper's zero-shot DiT, a variant of its own beside the recentred one.

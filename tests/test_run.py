@@ -41,7 +41,10 @@ def test_run_prints_the_table_and_a_rerun_recomputes_nothing(warm_store: Path, t
     assert "16 evaluations, 16 computed now" in first
     for restorer in ("zero", "mean", "dit", "oracle"):
         assert re.search(rf"^\| {restorer} \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \|$", first, re.M), first
-    assert (store / "reports" / "benchmark-eta0.70.md").exists()
+    assert (
+        store / "reports" / "demo-small" / "benchmark-eta0.70.md"
+    ).exists()  # --config demo-small's folder
+    assert f"report in {store / 'reports' / 'demo-small'}" in first
     assert (store / ".prefect").is_dir()  # Prefect's ephemeral state lives under the store
     _, rows = query(str(store), "SELECT count(DISTINCT run_id) FROM metrics")
     assert rows == [(16,)]
