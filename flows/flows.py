@@ -239,7 +239,8 @@ def report_flow(store: str | None = None, missing_rate: float | None = None, dit
     written = steps.write_report((store or default_store()), missing_rate, dit_steps, config, encoder_id,
                                  recentre)  # fmt: skip
     # One artifact history per report folder: the demo's and `--config paper`'s do not interleave.
-    prefix = "benchmark" + steps.report_folder(config).removeprefix("reports").replace("/", "-")
+    folder = steps.report_folder(config, recentre, dit_steps)
+    prefix = ("benchmark" + folder.removeprefix("reports").replace("/", "-")).lower()  # keys: [a-z0-9-]
     for eta, markdown in written["tables"].items():
         create_markdown_artifact(markdown, key=f"{prefix}-eta{round(float(eta) * 100)}",
                                  description=f"Benchmark at missing rate {eta}")  # fmt: skip

@@ -229,13 +229,20 @@ def evaluate(spec: RunSpec, restoration: dict[str, Any], in_process: bool = Fals
             "best_epoch": result.best_epoch}  # fmt: skip
 
 
-def report_folder(config: str | None) -> str:
-    """Where a report goes under the store: `reports` for the default config, `reports/<name>`
-    for another one, so that a `--config paper` report of the real datasets and the demo's
-    report of the same store do not overwrite each other's files."""
-    if config in (None, "demo"):
-        return "reports"
-    return "reports/" + re.sub(r"[^a-z0-9]+", "-", Path(config).stem.lower()).strip("-")
+def report_folder(config: str | None, recentre: bool | None = None, dit_steps: int | None = None) -> str:
+    """Where a report goes under the store: `reports` for the default selection; another config,
+    a `--recentre/--no-recentre` or a `--steps` that differs from the config's own gets a folder
+    of its own (`reports/paper`, `reports/zero-shot`, `reports/paper-S50`), so that reports of
+    other selections of one store never overwrite each other's tables and figures."""
+    restore = load_config(config).restore
+    parts = (
+        [] if config in (None, "demo") else [re.sub(r"[^a-z0-9]+", "-", Path(config).stem.lower()).strip("-")]
+    )
+    if recentre is not None and recentre != restore.recentre:
+        parts.append("recentred" if recentre else "zero-shot")
+    if dit_steps is not None and dit_steps != restore.steps:
+        parts.append(f"S{dit_steps}")
+    return f"reports/{'-'.join(parts)}" if parts else "reports"
 
 
 def write_report(
@@ -277,7 +284,7 @@ def write_report(
             f"{', '.join(f'{eta:g}' for eta in evaluated)}"
         )
     rates = [missing_rate] if missing_rate is not None else evaluated
-    tables, files, folder = {}, [], report_folder(config)
+    tables, files, folder = {}, [], report_folder(config, recentre, dit_steps)
     for eta in rates:
         markdown, table = benchmark_tables(store, eta, selection, steps, sampling)
         stem = join(store, folder, f"benchmark-eta{eta:.2f}")

@@ -141,6 +141,21 @@ def test_a_report_of_another_config_goes_to_its_own_folder(tmp_path: Path) -> No
     ]
 
 
+def test_a_report_of_another_dit_selection_goes_to_its_own_folder(tmp_path: Path) -> None:
+    """`report --no-recentre` and `--steps` select another DiT row: before, they overwrote the
+    default report's files. Options equal to the config's own select the same rows, and folder."""
+    _fill(tmp_path)
+    demo = load_config(None).restore  # recentres, S = 1
+    same = write_report(str(tmp_path), 0.7, recentre=demo.recentre, dit_steps=demo.steps)
+    assert same["folder"] == str(tmp_path / "reports")
+    assert write_report(str(tmp_path), 0.7, recentre=False)["folder"] == str(
+        tmp_path / "reports" / "zero-shot"
+    )
+    other = write_report(str(tmp_path), 0.7, recentre=False, dit_steps=50)
+    assert other["folder"] == str(tmp_path / "reports" / "zero-shot-S50")
+    assert all(path.startswith(other["folder"]) for path in other["files"])
+
+
 def test_gap_table_shows_no_negative_zero_and_a_dash_where_the_oracle_does_not_beat_zero(
     tmp_path: Path,
 ) -> None:
