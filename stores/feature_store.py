@@ -33,7 +33,6 @@ import zarr
 
 from pipeline.errors import StoreMismatchError
 from stores.fs import (
-    exists,
     join,
     list_names,
     read_json,
@@ -101,11 +100,15 @@ class FeatureStore:
         return join(self.url, "samples.parquet")
 
     def _markers_url(self, manifest: dict[str, Any]) -> str:
+        """The folder of the markers of the layout `manifest` names (module doc)."""
         layout = manifest.get("layout")
         return join(self.url, "_shards", layout) if layout else join(self.url, "_shards")
 
+    def _marker_url(self, manifest: dict[str, Any], shard: int) -> str:
+        return join(self._markers_url(manifest), f"{shard:06d}.json")
+
     def marker_url(self, shard: int) -> str:
-        return join(self._markers_url(self._require_manifest()), f"{shard:06d}.json")
+        return self._marker_url(self._require_manifest(), shard)
 
     def manifest(self) -> dict[str, Any] | None:
         return read_json(self.manifest_url)
@@ -199,7 +202,7 @@ class FeatureStore:
         group["image_present"][start:stop] = features.image_present
         group["text_present"][start:stop] = features.text_present
         write_json_atomic(  # under the layout read before the chunks were written (module doc)
-            join(self._markers_url(manifest), f"{features.shard:06d}.json"),
+            self._marker_url(manifest, features.shard),
             {
                 "shard": features.shard,
                 "rows": [start, stop],
@@ -226,21 +229,22 @@ class FeatureStore:
         return self._require_manifest()["dataset_fingerprint"]
 
     def n_shards(self) -> int:
-        manifest = self._require_manifest()
-        return -(-manifest["n_rows"] // manifest["chunk_rows"])
+        return _shard_count(self._require_manifest())
 
     def committed_shards(self) -> set[int]:
-        return {
-            int(name.split(".")[0])
-            for name in list_names(self._markers_url(self._require_manifest()))
-            if name.endswith(".json")
-        }
+        return self._committed(self._require_manifest())
+
+    def _committed(self, manifest: dict[str, Any]) -> set[int]:
+        names = list_names(self._markers_url(manifest))
+        return {int(name.split(".")[0]) for name in names if name.endswith(".json")}
 
     def is_complete(self) -> bool:
-        return exists(self.manifest_url) and len(self.committed_shards()) == self.n_shards()
+        manifest = self.manifest()  # one read: on an object store each is a request
+        return manifest is not None and len(self._committed(manifest)) == _shard_count(manifest)
 
     def shard_markers(self) -> list[dict[str, Any]]:
-        return [read_json(self.marker_url(shard)) for shard in sorted(self.committed_shards())]
+        manifest = self._require_manifest()
+        return [read_json(self._marker_url(manifest, shard)) for shard in sorted(self._committed(manifest))]
 
     def read_samples(self) -> pa.Table:
         return read_parquet(self.samples_url)
@@ -261,3 +265,7 @@ class FeatureStore:
         arrays["image_emb"] = arrays["image_emb"].astype(np.float32)
         arrays["text_emb"] = arrays["text_emb"].astype(np.float32)
         return arrays
+
+
+def _shard_count(manifest: dict[str, Any]) -> int:
+    return -(-manifest["n_rows"] // manifest["chunk_rows"])
