@@ -20,6 +20,7 @@ from pipeline.masks import MISSING_TYPES
 from pipeline.progress import progress_bar
 from pipeline.runtime import BENCHMARK_RESTORERS, default_store, resolve_device
 from pipeline.steps import RunSpec, check_run
+from stores.fs import join
 
 
 def _spec(
@@ -236,11 +237,11 @@ def report_flow(store: str | None = None, missing_rate: float | None = None, dit
     (None: per dataset, the encoder of its newest evaluation). `recentre`: the table's DiT is the
     recentred one, or the zero-shot one (None: as the config says).
     """
-    written = steps.write_report((store or default_store()), missing_rate, dit_steps, config, encoder_id,
-                                 recentre)  # fmt: skip
+    store = store or default_store()
+    written = steps.write_report(store, missing_rate, dit_steps, config, encoder_id, recentre)
     # One artifact history per report folder: the demo's and `--config paper`'s do not interleave.
-    folder = steps.report_folder(config, recentre, dit_steps)
-    prefix = ("benchmark" + folder.removeprefix("reports").replace("/", "-")).lower()  # keys: [a-z0-9-]
+    below = written["folder"].removeprefix(join(store, "reports"))  # "" or "/paper", "/zero-shot-S50"
+    prefix = ("benchmark" + below.replace("/", "-")).lower()  # keys: [a-z0-9-]
     for eta, markdown in written["tables"].items():
         create_markdown_artifact(markdown, key=f"{prefix}-eta{round(float(eta) * 100)}",
                                  description=f"Benchmark at missing rate {eta}")  # fmt: skip

@@ -26,12 +26,7 @@ if TYPE_CHECKING:
     from pipeline.config import PipelineConfig
 
 
-def option_names(name: str) -> list[str]:
-    """The options the adapter of a raw layout takes (the keyword arguments after its root)."""
-    return [option for option in inspect.signature(RAW[name]).parameters if option != "root"]
-
-
-def check_options(name: str, options: Mapping[str, object], fix: str) -> dict[str, object]:
+def check_options(name: str, options: Mapping[str, object], fix: str) -> None:
     """The adapter options of raw dataset `name`, checked before any file is read: a dataset that
     takes no options here, an option it does not know or a value of the wrong type is one
     `ConfigError` that names the dataset and the option and ends with `fix`. The values' ranges
@@ -40,19 +35,19 @@ def check_options(name: str, options: Mapping[str, object], fix: str) -> dict[st
         raise ConfigError(f"dataset {name} is generated: its options are the config's `demo` section: {fix}")
     if name not in RAW:
         raise ConfigError(f"unknown dataset {name!r}: name one of {', '.join(sorted(RAW))}: {fix}")
-    known = option_names(name)
+    # The options an adapter of a raw layout takes are the keyword arguments after its root.
+    parameters = inspect.signature(RAW[name], eval_str=True).parameters
+    known = [option for option in parameters if option != "root"]
     unknown = sorted(set(options) - set(known))
     if unknown:
         offered = f"its options are {', '.join(known)}" if known else "it takes no options"
         raise ConfigError(f"dataset {name} has no option {unknown[0]!r} ({offered}): {fix}")
-    parameters = inspect.signature(RAW[name], eval_str=True).parameters
     for option, value in options.items():
         try:
             TypeAdapter(parameters[option].annotation).validate_python(value, strict=True)
         except ValidationError as error:
             problem = error.errors()[0]["msg"].lower()
             raise ConfigError(f"dataset {name} option {option}={value!r}: {problem}: {fix}") from None
-    return dict(options)
 
 
 def _raw(name: str) -> Callable[[str | None, dict, str], DatasetAdapter]:
