@@ -174,6 +174,34 @@ def test_gap_table_shows_no_negative_zero_and_a_dash_where_the_oracle_does_not_b
     assert "-0.00" not in markdown
 
 
+def test_gap_closed_sets_a_restorer_against_zero_and_oracle_on_its_own_seeds(tmp_path: Path) -> None:
+    # Seed 1's masks are harder for everyone; dit was evaluated on seed 0 only.
+    values = {"zero": [0.40, 0.20], "oracle": [0.60, 0.40], "dit": [0.50]}
+    for restorer, per_seed in values.items():
+        for seed, value in enumerate(per_seed):
+            append_metrics(str(tmp_path), {**BASE, "restorer": restorer, "seed": seed, "missing_type": "both"},
+                           {"f1_macro": value})  # fmt: skip
+    markdown, table = benchmark_tables(str(tmp_path), 0.7, _selected(tmp_path))
+    gaps = markdown.split("## Gap closed")[1].split("## Paired with zero")[0]
+    # On seed 0: (0.50 - 0.40) / (0.60 - 0.40) = 0.50. Against the two-seed means of zero and
+    # oracle it would read (0.50 - 0.30) / (0.50 - 0.30) = 1.00.
+    assert "| dit | 0.50 |" in gaps
+    assert "| zero | 0.00 |" in gaps and "| oracle | 1.00 |" in gaps
+    dit = next(row for row in csv.DictReader(io.StringIO(table)) if row["restorer"] == "dit")
+    assert float(dit["gap_closed"]) == pytest.approx(0.5)
+
+
+def test_gap_closed_says_when_it_uses_fewer_seeds_than_the_restorer_has(tmp_path: Path) -> None:
+    values = {"zero": [0.40, 0.40], "oracle": [0.60], "dit": [0.50, 0.70]}  # oracle lacks seed 1
+    for restorer, per_seed in values.items():
+        for seed, value in enumerate(per_seed):
+            append_metrics(str(tmp_path), {**BASE, "restorer": restorer, "seed": seed, "missing_type": "both"},
+                           {"f1_macro": value})  # fmt: skip
+    markdown, _ = benchmark_tables(str(tmp_path), 0.7, _selected(tmp_path))
+    gaps = markdown.split("## Gap closed")[1].split("## Paired with zero")[0]
+    assert "| dit | 0.50 (1 of 2 seeds) |" in gaps
+
+
 def _dit_key(gating: str, stages: int, steps: int) -> str:
     return f"dit-{gating}-s{stages}-0123456789ab-S{steps}-ddim-clip5-seed0"
 
