@@ -3,8 +3,8 @@
 Rows are restorers; columns are (dataset, missing type) at one missing rate; each cell is the
 mean and standard deviation over seeds of the dataset's headline metric (F1-macro for
 multi-label, AUROC where reported, accuracy otherwise). A second table gives the gap closed,
-(restorer - zero) / (oracle - zero), of the means over the seeds all three have; a third, each restorer's difference
-from `zero` seed by seed, whose spread is free of what the masks do to both.
+(restorer - zero) / (oracle - zero), of the means over the seeds all three have; a third, each
+restorer's difference from `zero` seed by seed, whose spread is free of what the masks do to both.
 """
 
 from __future__ import annotations
