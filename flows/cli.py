@@ -443,7 +443,8 @@ def run(
     spec = RunSpec(store=store, model=model, pretrained=pretrained, config=config,
                    device=resolve_device(device), recentre=recentre)  # fmt: skip
     # Before Prefect's server starts (~20 s): a typo is one line, not a flow run's traceback.
-    check_run(spec, _split(dataset), corpus, chosen, _split(missing_types), rates, steps, None, None)
+    check_run(spec, _split(dataset), corpus, chosen, _split(missing_types), rates, steps, None, None, roots,
+              corpus_root)  # fmt: skip
     _prefect_environment(store)  # before Prefect is imported: it reads its home then
     from flows.flows import benchmark_flow
     from flows.runners import task_runner

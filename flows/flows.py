@@ -145,11 +145,11 @@ def _one_dataset_upstream(dataset: str, root: str | None, restorers: list[str], 
                           stages: int | None) -> tuple[RunSpec, list[str], str, str, str | None]:  # fmt: skip
     """Checked choices, the run spec, the dataset's members, and their encoder and DiT ids."""
     spec = _spec(store, model, pretrained, config, device)
-    check_run(
-        spec, [dataset], corpus, restorers, missing_types, [missing_rate], sampling_steps, variant, stages
-    )
-    names, corpus = downstream([dataset]), corpus_dataset(corpus)
+    names = downstream([dataset])
     roots = {name: root for name in names} if root else None
+    check_run(spec, [dataset], corpus, restorers, missing_types, [missing_rate], sampling_steps, variant, stages,
+              roots, corpus_root)  # fmt: skip
+    corpus = corpus_dataset(corpus)
     encoder_id, training = _upstream(spec, names, roots, corpus, corpus_root, restorers, variant, stages)
     return spec, names, corpus, encoder_id, training["restorer_id"] if training else None
 
@@ -267,7 +267,8 @@ def benchmark_flow(datasets: list[str] | None = None, missing_rates: list[float]
     restorers = restorers or list(BENCHMARK_RESTORERS)
     logger = get_run_logger()
     spec = _spec(store, model, pretrained, config, device, recentre)
-    check_run(spec, datasets, corpus, restorers, missing_types, missing_rates, steps, variant, stages)
+    check_run(spec, datasets, corpus, restorers, missing_types, missing_rates, steps, variant, stages, roots,
+              corpus_root)  # fmt: skip
     names, corpus = downstream(datasets), corpus_dataset(corpus)
     encoder_id, training = _upstream(spec, names, roots, corpus, corpus_root, restorers, variant, stages)
     restorer_id = training["restorer_id"] if training else None

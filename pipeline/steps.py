@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,11 @@ from pydantic import BaseModel, ConfigDict
 from pipeline.config import PipelineConfig, load_config, overridden
 from pipeline.config import training_config as config_training
 from pipeline.data.adapter import DatasetAdapter
+from pipeline.data.demo import DEMO_DATASETS
 from pipeline.data.registry import configured_adapter
 from pipeline.encoders.frozen import EncoderConfig, FrozenEncoder
 from pipeline.encoders.warmup import load_encoder
-from pipeline.errors import StoreMismatchError
+from pipeline.errors import DatasetLayoutError, StoreMismatchError
 from pipeline.hashing import content_id
 from pipeline.masks import MissingType
 from pipeline.restoration import RestoreSettings, restorer_store
@@ -136,16 +138,33 @@ def check_choices(restorers: list[str], missing_types: list[str], missing_rates:
 
 def check_run(spec: RunSpec, datasets: list[str], corpus: str, restorers: list[str], missing_types: list[str],
               missing_rates: list[float], sampling_steps: int | None, variant: str | None,
-              stages: int | None) -> None:  # fmt: skip
+              stages: int | None, roots: Mapping[str, str] | None = None,
+              corpus_root: str | None = None) -> None:  # fmt: skip
     """Every choice of a run, checked before any step: a bad one fails in one line now, not after
     extraction or training (and, from the command line, before Prefect's server starts)."""
     from pipeline.data.registry import corpus_dataset, downstream, expand
 
     check_choices(restorers, missing_types, missing_rates)
-    downstream(datasets)
-    expand(corpus_dataset(corpus))
+    names = downstream(datasets)
+    corpus_name = corpus_dataset(corpus)
+    expand(corpus_name)
     restore_settings(spec, sampling_steps)
     training_config(spec, variant, stages)
+    # Each adapter as extraction will build it: a missing --root, a layout file that is not there
+    # or an option value out of range shows now, not after the demo encoder's minutes of warm-up.
+    settings = spec.settings()
+    for name in names:
+        root = (roots or {}).get(name)
+        if root is None and name not in DEMO_DATASETS:
+            raise DatasetLayoutError(
+                f"dataset {name} reads raw files: pass --root {name}=PATH (the folder you downloaded)"
+            )
+        configured_adapter(name, root, settings)
+    if corpus_root is None and corpus_name not in DEMO_DATASETS:
+        raise DatasetLayoutError(
+            f"corpus {corpus_name} reads raw files: pass --corpus-root PATH (the folder you downloaded)"
+        )
+    configured_adapter(corpus_name, corpus_root, settings)
 
 
 def restore_settings(spec: RunSpec, steps: int | None = None) -> RestoreSettings:

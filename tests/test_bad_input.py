@@ -150,6 +150,13 @@ def test_a_restorer_directory_path_names_its_store_and_id_or_is_refused() -> Non
         (["run", "--config", "nosuchpreset"], "no config 'nosuchpreset'"),
         (["run", "--steps", "0"], "--steps 0: input should be greater"),
         (["run", "--device", "cpux"], "--device 'cpux' is not a device"),
+        # run: a missing or wrong raw folder showed after the demo encoder's warm-up (3 min 47 s).
+        (["run", "--dataset", "food101"], "dataset food101 reads raw files: pass --root food101=PATH"),
+        (["run", "--corpus", "coco"], "corpus coco reads raw files: pass --corpus-root PATH"),
+        (
+            ["run", "--dataset", "hatememes", "--root", "hatememes=/nonexistent-mmr"],
+            "no img under /nonexistent-mmr",
+        ),
         # train: a typo named the config field, after the encoder warm-up and the corpus extraction.
         (["train", "--variant", "bogus"], "--variant 'bogus': choose one of gating, adaln, concat, none"),
     ],
@@ -197,3 +204,19 @@ def test_a_store_on_a_filesystem_whose_package_is_missing_is_one_error_line() ->
         assert (
             result.output.strip() == "error: gs://bucket/store: Please install gcsfs to access Google Storage"
         )
+
+
+def test_run_refuses_an_adapter_option_out_of_range_before_any_step(tmp_path: Path) -> None:
+    """Before, the option's value was checked when the first extraction task built the adapter,
+    inside Prefect's flow run, and the error came with its log and a traceback."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"datasets": {"food101": {"val_percent": 150}}}))
+    store = tmp_path / "store"
+    arguments = ["run", "--dataset", "food101", "--root", "food101=/nonexistent-mmr", "--config", str(config)]
+    result = CliRunner().invoke(app, [*arguments, "--store", str(store)])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        "error: dataset food101 option val_percent=150 must be a whole percentage from 0 to 99: "
+        "fix datasets.food101 in the --config file (docs/datasets.md lists the options)"
+    ]
+    assert not store.exists()
