@@ -51,6 +51,14 @@ def _fill(root: Path) -> None:
                    {"f1_macro": 0.9})  # fmt: skip
 
 
+def _append_seeds(root: Path, values: dict[str, list[float]]) -> None:
+    """One f1_macro evaluation per (restorer, seed), seeds numbered from 0."""
+    for restorer, per_seed in values.items():
+        for seed, value in enumerate(per_seed):
+            run = {**BASE, "restorer": restorer, "seed": seed, "missing_type": "both"}
+            append_metrics(str(root), run, {"f1_macro": value})
+
+
 def test_cells_average_the_latest_run_of_each_seed(tmp_path: Path) -> None:
     _fill(tmp_path)
     cells = benchmark_cells(str(tmp_path), 0.7, _selected(tmp_path))
@@ -74,10 +82,7 @@ def test_pairs_with_zero_only_on_seeds_both_have() -> None:
 
 def test_the_paired_table_signs_its_differences_and_says_when_seeds_are_missing(tmp_path: Path) -> None:
     values = {"zero": [0.40, 0.42], "dit": [0.39, 0.40, 0.50], "oracle": [0.60]}  # zero lacks seed 2
-    for restorer, per_seed in values.items():
-        for seed, value in enumerate(per_seed):
-            append_metrics(str(tmp_path), {**BASE, "restorer": restorer, "seed": seed, "missing_type": "both"},
-                           {"f1_macro": value})  # fmt: skip
+    _append_seeds(tmp_path, values)
     markdown, table = benchmark_tables(str(tmp_path), 0.7, _selected(tmp_path))
     paired = markdown.split("## Paired with zero")[1]
     # dit - zero on seeds 0 and 1: -0.01 and -0.02; seed 2 has no zero to pair with.
@@ -177,10 +182,7 @@ def test_gap_table_shows_no_negative_zero_and_a_dash_where_the_oracle_does_not_b
 def test_gap_closed_sets_a_restorer_against_zero_and_oracle_on_its_own_seeds(tmp_path: Path) -> None:
     # Seed 1's masks are harder for everyone; dit was evaluated on seed 0 only.
     values = {"zero": [0.40, 0.20], "oracle": [0.60, 0.40], "dit": [0.50]}
-    for restorer, per_seed in values.items():
-        for seed, value in enumerate(per_seed):
-            append_metrics(str(tmp_path), {**BASE, "restorer": restorer, "seed": seed, "missing_type": "both"},
-                           {"f1_macro": value})  # fmt: skip
+    _append_seeds(tmp_path, values)
     markdown, table = benchmark_tables(str(tmp_path), 0.7, _selected(tmp_path))
     gaps = markdown.split("## Gap closed")[1].split("## Paired with zero")[0]
     # On seed 0: (0.50 - 0.40) / (0.60 - 0.40) = 0.50. Against the two-seed means of zero and
@@ -193,10 +195,7 @@ def test_gap_closed_sets_a_restorer_against_zero_and_oracle_on_its_own_seeds(tmp
 
 def test_gap_closed_says_when_it_uses_fewer_seeds_than_the_restorer_has(tmp_path: Path) -> None:
     values = {"zero": [0.40, 0.40], "oracle": [0.60], "dit": [0.50, 0.70]}  # oracle lacks seed 1
-    for restorer, per_seed in values.items():
-        for seed, value in enumerate(per_seed):
-            append_metrics(str(tmp_path), {**BASE, "restorer": restorer, "seed": seed, "missing_type": "both"},
-                           {"f1_macro": value})  # fmt: skip
+    _append_seeds(tmp_path, values)
     markdown, _ = benchmark_tables(str(tmp_path), 0.7, _selected(tmp_path))
     gaps = markdown.split("## Gap closed")[1].split("## Paired with zero")[0]
     assert "| dit | 0.50 (1 of 2 seeds) |" in gaps
