@@ -212,7 +212,8 @@ def benchmark_tables(
     sink = io.StringIO()
     writer = csv.writer(sink)
     writer.writerow(["restorer", "dataset", "missing_type", "metric", "mean", "std", "seeds", "gap_closed",
-                     "minus_zero_mean", "minus_zero_std"])  # fmt: skip
+                     "gap_closed_seeds", "minus_zero_mean", "minus_zero_std",
+                     "minus_zero_seeds"])  # fmt: skip
     table_head = ["", "| restorer | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
     gap_lines = [
         "",
@@ -232,8 +233,9 @@ def benchmark_tables(
             paired_row.append(_paired_text(difference, cell) if difference and cell else "—")
             if cell:
                 writer.writerow([restorer, dataset, missing, metrics[dataset], cell.mean, _spread(cell), cell.seeds,
-                                 gap, difference.mean if difference else math.nan,
-                                 _spread(difference) if difference else math.nan])  # fmt: skip
+                                 gap, gap_seeds, difference.mean if difference else math.nan,
+                                 _spread(difference) if difference else math.nan,
+                                 difference.seeds if difference else 0])  # fmt: skip
         lines.append(f"| {restorer} | " + " | ".join(row) + " |")
         gap_lines.append(f"| {restorer} | " + " | ".join(gap_row) + " |")
         if restorer != "zero":

@@ -157,12 +157,14 @@ def check_run(spec: RunSpec, datasets: list[str], corpus: str, restorers: list[s
         root = (roots or {}).get(name)
         if root is None and name not in DEMO_DATASETS:
             raise DatasetLayoutError(
-                f"dataset {name} reads raw files: pass --root {name}=PATH (the folder you downloaded)"
+                f"dataset {name} reads raw files: pass the folder you downloaded, --root {name}=PATH "
+                "(a flow: its root parameter)"
             )
         configured_adapter(name, root, settings)
     if corpus_root is None and corpus_name not in DEMO_DATASETS:
         raise DatasetLayoutError(
-            f"corpus {corpus_name} reads raw files: pass --corpus-root PATH (the folder you downloaded)"
+            f"corpus {corpus_name} reads raw files: pass the folder you downloaded, --corpus-root PATH "
+            "(a flow: corpus_root)"
         )
     configured_adapter(corpus_name, corpus_root, settings)
 

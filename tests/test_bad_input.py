@@ -15,8 +15,9 @@ from pipeline.config import PipelineConfig
 from pipeline.data.jsonl import JsonlAdapter
 from pipeline.data.registry import get_adapter
 from pipeline.encoders.frozen import FrozenEncoder
-from pipeline.errors import DatasetLayoutError, StoreMismatchError, UnknownDatasetError
+from pipeline.errors import ConfigError, DatasetLayoutError, StoreMismatchError, UnknownDatasetError
 from pipeline.extraction import extract
+from pipeline.steps import RunSpec, check_run
 from stores.feature_store import FeatureStore
 from stores.restorer_store import RestorerStore
 
@@ -151,8 +152,14 @@ def test_a_restorer_directory_path_names_its_store_and_id_or_is_refused() -> Non
         (["run", "--steps", "0"], "--steps 0: input should be greater"),
         (["run", "--device", "cpux"], "--device 'cpux' is not a device"),
         # run: a missing or wrong raw folder showed after the demo encoder's warm-up (3 min 47 s).
-        (["run", "--dataset", "food101"], "dataset food101 reads raw files: pass --root food101=PATH"),
-        (["run", "--corpus", "coco"], "corpus coco reads raw files: pass --corpus-root PATH"),
+        (
+            ["run", "--dataset", "food101"],
+            "dataset food101 reads raw files: pass the folder you downloaded, --root food101=PATH",
+        ),
+        (
+            ["run", "--corpus", "coco"],
+            "corpus coco reads raw files: pass the folder you downloaded, --corpus-root PATH",
+        ),
         (
             ["run", "--dataset", "hatememes", "--root", "hatememes=/nonexistent-mmr"],
             "no img under /nonexistent-mmr",
@@ -220,3 +227,20 @@ def test_run_refuses_an_adapter_option_out_of_range_before_any_step(tmp_path: Pa
         "fix datasets.food101 in the --config file (docs/datasets.md lists the options)"
     ]
     assert not store.exists()
+
+
+def test_check_run_builds_each_adapter_from_its_root_and_options(tmp_path: Path) -> None:
+    """What the flows check before their first step: a good raw root passes, a wrong one and a
+    corpus option out of range are refused naming what to fix."""
+    _write_layout(tmp_path / "raw")
+    choices = (["zero"], ["image"], [0.7], None, None, None)
+    spec = RunSpec(store=str(tmp_path / "store"))
+    check_run(spec, ["jsonl"], "demo", *choices, roots={"jsonl": str(tmp_path / "raw")})
+    with pytest.raises(DatasetLayoutError, match=f"no meta.json under {tmp_path}"):
+        check_run(spec, ["jsonl"], "demo", *choices, roots={"jsonl": str(tmp_path)})
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"datasets": {"coco": {"captions": "some"}}}))
+    with pytest.raises(ConfigError, match="option captions='some' must be `all` or `first`"):
+        check_run(spec.model_copy(update={"config": str(config)}), ["demo"], "coco", *choices,
+                  corpus_root="/nonexistent-mmr")  # fmt: skip
+    assert not (tmp_path / "store").exists()

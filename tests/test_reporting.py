@@ -121,7 +121,8 @@ def test_tables_and_the_report_command(tmp_path: Path) -> None:
     assert "| dit | +10.67 ± 1.15 |" in paired and "| oracle | +18.00 ± 2.00 |" in paired
     assert "| zero |" not in paired
     assert table.splitlines()[0] == (
-        "restorer,dataset,missing_type,metric,mean,std,seeds,gap_closed,minus_zero_mean,minus_zero_std"
+        "restorer,dataset,missing_type,metric,mean,std,seeds,gap_closed,gap_closed_seeds,minus_zero_mean,"
+        "minus_zero_std,minus_zero_seeds"
     )
     result = CliRunner().invoke(app, ["report", "--store", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -196,9 +197,11 @@ def test_gap_closed_sets_a_restorer_against_zero_and_oracle_on_its_own_seeds(tmp
 def test_gap_closed_says_when_it_uses_fewer_seeds_than_the_restorer_has(tmp_path: Path) -> None:
     values = {"zero": [0.40, 0.40], "oracle": [0.60], "dit": [0.50, 0.70]}  # oracle lacks seed 1
     _append_seeds(tmp_path, values)
-    markdown, _ = benchmark_tables(str(tmp_path), 0.7, _selected(tmp_path))
+    markdown, table = benchmark_tables(str(tmp_path), 0.7, _selected(tmp_path))
     gaps = markdown.split("## Gap closed")[1].split("## Paired with zero")[0]
     assert "| dit | 0.50 (1 of 2 seeds) |" in gaps
+    dit = next(row for row in csv.DictReader(io.StringIO(table)) if row["restorer"] == "dit")
+    assert (dit["seeds"], dit["gap_closed_seeds"], dit["minus_zero_seeds"]) == ("2", "1", "2")
 
 
 def _dit_key(gating: str, stages: int, steps: int) -> str:
