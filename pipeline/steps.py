@@ -20,7 +20,7 @@ from pipeline.config import PipelineConfig, load_config, overridden
 from pipeline.config import training_config as config_training
 from pipeline.data.adapter import DatasetAdapter
 from pipeline.data.demo import DEMO_DATASETS
-from pipeline.data.registry import configured_adapter
+from pipeline.data.registry import configured_adapter, corpus_dataset, downstream, expand
 from pipeline.encoders.frozen import EncoderConfig, FrozenEncoder
 from pipeline.encoders.warmup import load_encoder
 from pipeline.errors import DatasetLayoutError, StoreMismatchError
@@ -142,8 +142,6 @@ def check_run(spec: RunSpec, datasets: list[str], corpus: str, restorers: list[s
               corpus_root: str | None = None) -> None:  # fmt: skip
     """Every choice of a run, checked before any step: a bad one fails in one line now, not after
     extraction or training (and, from the command line, before Prefect's server starts)."""
-    from pipeline.data.registry import corpus_dataset, downstream, expand
-
     check_choices(restorers, missing_types, missing_rates)
     names = downstream(datasets)
     corpus_name = corpus_dataset(corpus)
