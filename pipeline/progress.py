@@ -27,6 +27,14 @@ class _Lines:
         self.stream.flush()
 
 
+class _LogBar(tqdm):
+    """A bar off a terminal: a new postfix (the loss of each step) waits for the next line
+    instead of writing one of its own, which would bypass the interval."""
+
+    def set_postfix(self, ordered_dict: Any = None, refresh: bool = True, **kwargs: Any) -> None:
+        super().set_postfix(ordered_dict, refresh=False, **kwargs)
+
+
 def progress_bar(enabled: bool = True, **options: Any) -> tqdm:
     """A tqdm bar; off when not `enabled`; lines every `LOG_INTERVAL_S` off a terminal."""
     if not enabled:
@@ -34,4 +42,4 @@ def progress_bar(enabled: bool = True, **options: Any) -> tqdm:
     stream = sys.stderr
     if stream.isatty():
         return tqdm(file=stream, **options)
-    return tqdm(file=_Lines(stream), mininterval=LOG_INTERVAL_S, ascii=True, **options)
+    return _LogBar(file=_Lines(stream), mininterval=LOG_INTERVAL_S, ascii=True, **options)
