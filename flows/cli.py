@@ -43,6 +43,18 @@ def _setup_logging() -> None:
         logging.getLogger(name).setLevel(logging.INFO)
 
 
+def _announce_new_store(root: str) -> None:
+    """Say so when the first step is about to start a new store (after the options are checked):
+    a mistyped --store would otherwise build one nobody asked for, warm-up minutes first."""
+    from stores.fs import exists
+
+    if not exists(root):
+        typer.echo(
+            f"new store at {root}: nothing is there yet (meant another? pass --store or set MMR_STORE)",
+            err=True,
+        )
+
+
 def _features(
     datasets: list[tuple[str, str | None]], store: str, model: str, pretrained: str, config: str | None,
     device: str, workers: int | None = None, batch_size: int | None = None, quiet_skips: bool = False,
@@ -57,12 +69,14 @@ def _features(
     settings = load_config(config)
     extraction = overridden(settings.extraction, workers=workers, batch_size=batch_size)
     adapters = [configured_adapter(name, root, settings) for name, root in datasets]
+    target = resolve_device(device)
+    _announce_new_store(store)
     encoder = load_encoder(
         EncoderConfig(model=model, pretrained=pretrained),
         store,
         warmup=settings.warmup,
         demo=settings.demo,
-        device=resolve_device(device),
+        device=target,
         workers=extraction.workers,
     )
     for adapter in adapters:
@@ -445,6 +459,7 @@ def run(
     # Before Prefect's server starts (~20 s): a typo is one line, not a flow run's traceback.
     check_run(spec, _split(dataset), corpus, chosen, _split(missing_types), rates, steps, None, None, roots,
               corpus_root)  # fmt: skip
+    _announce_new_store(store)
     _prefect_environment(store)  # before Prefect is imported: it reads its home then
     from flows.flows import benchmark_flow
     from flows.runners import task_runner

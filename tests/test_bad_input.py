@@ -107,6 +107,19 @@ def test_cli_real_weights_offline_fail_fast_with_the_fix(tmp_path: Path) -> None
     assert "not cached and this machine is offline" in line and "--pretrained /path/to/checkpoint" in line
 
 
+def test_a_step_about_to_start_a_new_store_says_so_first(tmp_path: Path) -> None:
+    """Before, a mistyped --store was filled silently, starting with the demo encoder's warm-up."""
+    typo = tmp_path / "stroe"
+    offline = ["extract", "--model", "ViT-B-32", "--pretrained", "openai"]  # fails at the encoder, at once
+    lines = CliRunner().invoke(app, [*offline, "--store", str(typo)]).output.strip().splitlines()
+    assert (
+        lines[0]
+        == f"new store at {typo}: nothing is there yet (meant another? pass --store or set MMR_STORE)"
+    )
+    assert len(lines) == 2 and lines[1].startswith("error: ")
+    assert "new store" not in CliRunner().invoke(app, [*offline, "--store", str(tmp_path)]).output
+
+
 def test_cli_unknown_model_and_unknown_tag(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["extract", "--model", "ViT-Z-99", "--store", str(tmp_path)])
     assert result.exit_code == 2 and "unknown open_clip model" in _single_error_line(result.output)
