@@ -45,12 +45,19 @@ def _setup_logging() -> None:
 
 def _announce_new_store(root: str) -> None:
     """Say so when the first step is about to start a new store (after the options are checked):
-    a mistyped --store would otherwise build one nobody asked for, warm-up minutes first."""
-    from stores.fs import exists
+    a mistyped --store would otherwise build one nobody asked for, warm-up minutes first.
 
-    if not exists(root):
+    Local stores only: fsspec's `exists` answers False on any error for an object store, so an
+    existing one out of reach (credentials, network) would be announced as new."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    from stores.fs import url_to_fs
+
+    fs, path = url_to_fs(root)
+    if isinstance(fs, LocalFileSystem) and not fs.exists(path):
+        # fsspec's local path is absolute: a relative root (the default, mmr-store) is named where it lands.
         typer.echo(
-            f"new store at {root}: nothing is there yet (meant another? pass --store or set MMR_STORE)",
+            f"new store at {path}: nothing is there yet (meant another? pass --store or set MMR_STORE)",
             err=True,
         )
 
@@ -69,14 +76,14 @@ def _features(
     settings = load_config(config)
     extraction = overridden(settings.extraction, workers=workers, batch_size=batch_size)
     adapters = [configured_adapter(name, root, settings) for name, root in datasets]
-    target = resolve_device(device)
+    resolved_device = resolve_device(device)
     _announce_new_store(store)
     encoder = load_encoder(
         EncoderConfig(model=model, pretrained=pretrained),
         store,
         warmup=settings.warmup,
         demo=settings.demo,
-        device=target,
+        device=resolved_device,
         workers=extraction.workers,
     )
     for adapter in adapters:

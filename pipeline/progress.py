@@ -42,4 +42,9 @@ def progress_bar(enabled: bool = True, **options: Any) -> tqdm:
     stream = sys.stderr
     if stream.isatty():
         return tqdm(file=stream, **options)
-    return _LogBar(file=_Lines(stream), mininterval=LOG_INTERVAL_S, ascii=True, **options)
+    # tqdm's monitor thread forces a line whenever `maxinterval` (10 s by default) passes without
+    # one, which put extra lines between the interval's; at the interval it only steps in when the
+    # steps slow down and tqdm's step count between lines is not reached.
+    return _LogBar(
+        file=_Lines(stream), mininterval=LOG_INTERVAL_S, maxinterval=LOG_INTERVAL_S, ascii=True, **options
+    )

@@ -120,6 +120,36 @@ def test_a_step_about_to_start_a_new_store_says_so_first(tmp_path: Path) -> None
     assert "new store" not in CliRunner().invoke(app, [*offline, "--store", str(tmp_path)]).output
 
 
+class _FlowNotStarted(Exception):
+    """Raised where `run` sets up Prefect to start the benchmark flow (15 minutes of it)."""
+
+
+def test_run_says_it_starts_a_new_store_after_its_checks_naming_where_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, the default store read as `mmr-store`, not as the folder it would be made in."""
+
+    def stop(store: str) -> None:
+        raise _FlowNotStarted(store)
+
+    monkeypatch.setattr("flows.cli._prefect_environment", stop)  # the flow's first step, after the notice
+    monkeypatch.delenv("MMR_STORE")  # the default store, relative to the working directory
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["run"])
+    assert isinstance(result.exception, _FlowNotStarted), result.output
+    assert result.output.strip().splitlines() == [
+        f"new store at {tmp_path.resolve() / 'mmr-store'}: nothing is there yet "
+        "(meant another? pass --store or set MMR_STORE)"
+    ]
+    assert not (tmp_path / "mmr-store").exists()
+    for store in (str(tmp_path), "memory://mmr-tests/absent"):
+        # Not announced: a store that is there, and any not on a local disk, where fsspec's `exists`
+        # answers False on errors too and so cannot tell an absent store from one out of reach.
+        quiet = CliRunner().invoke(app, ["run", "--store", store])
+        assert isinstance(quiet.exception, _FlowNotStarted), quiet.output
+        assert "new store" not in quiet.output
+
+
 def test_cli_unknown_model_and_unknown_tag(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["extract", "--model", "ViT-Z-99", "--store", str(tmp_path)])
     assert result.exit_code == 2 and "unknown open_clip model" in _single_error_line(result.output)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tqdm.std
+from tqdm import TMonitor
 
 from pipeline.models.dit import DiTConfig
-from pipeline.progress import progress_bar
+from pipeline.progress import _LogBar, progress_bar
 from pipeline.training.restorer import TrainConfig, train_restorer
 from stores.restorer_store import RestorerStore
 
@@ -35,6 +39,49 @@ def test_off_a_terminal_a_new_postfix_waits_for_the_next_line(capsys: pytest.Cap
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 2, lines
     assert "5/5" in lines[1] and "loss=0.200" in lines[1]  # the last postfix is on the closing line
+
+
+class _Clock:
+    """Simulated time for a bar and its monitor thread: a minute's run takes a fraction of a second."""
+
+    def __init__(self) -> None:
+        # Starting from now: a monitor left by an earlier bar reads the real clock, and must not take
+        # this bar's last line for one long ago. Whole seconds keep the 30-s gaps exact in floats.
+        self.start = float(int(time.time()))
+        self.tenths = 0
+
+    def __call__(self) -> float:
+        return self.start + self.tenths / 10
+
+
+def test_off_a_terminal_the_monitor_thread_adds_no_line_between_the_intervals(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """65 s at 10 steps a second: before, tqdm's monitor (its default `maxinterval`, 10 s) forced a
+    line 10 or 20 s after the one at 30 s."""
+    clock = _Clock()
+    monkeypatch.setattr(tqdm.std, "time", clock)  # the bar's clock
+    monkeypatch.setitem(TMonitor._test, "time", clock)  # its monitor's
+    monkeypatch.setattr(_LogBar, "monitor", None)  # so the bar starts a monitor with this clock
+    monkeypatch.setattr(_LogBar, "monitor_interval", 0.002)  # real seconds between the monitor's checks
+    bar = progress_bar(total=650, desc="train restorer", unit="step")
+    monitor = _LogBar.monitor
+    try:
+        with bar:
+            for _ in range(65):
+                with bar.get_lock():  # the monitor checks between simulated seconds, as it would at 10 s
+                    for _ in range(10):
+                        clock.tenths += 1
+                        bar.update(1)
+                deadline = time.monotonic() + 10
+                while monitor.woken < clock():  # `woken` is set after a check: wait for this second's
+                    assert time.monotonic() < deadline, "the monitor thread did not check the bar"
+                    time.sleep(0.001)
+    finally:
+        monitor.exit()
+    lines = capsys.readouterr().err.splitlines()
+    elapsed = [match[1] for line in lines if (match := re.search(r"\[(\d\d:\d\d)<", line))]
+    assert elapsed == ["00:00", "00:30", "01:00", "01:05"], lines
 
 
 def test_training_logs_a_line_per_interval_not_a_line_per_step(
