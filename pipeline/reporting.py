@@ -26,6 +26,7 @@ from pipeline.diffusion.core import to_diffusion_space
 from pipeline.hashing import content_id
 from pipeline.metrics import gap_closed
 from pipeline.restorers import RESTORER_NAMES
+from pipeline.retrieval import nearest_rows, with_retrieved
 from pipeline.selection import Selection
 from pipeline.training.restorer import load_restorer_models
 from pipeline.version import code_version
@@ -357,7 +358,16 @@ def _gate_figure(root: str, restoration: dict, out: Path) -> list[Path]:
     if config.dit.gating != "gating":
         return []
     features = FeatureStore(root, restoration["dataset"], restoration["encoder_id"]).read_arrays()
-    cond = to_diffusion_space(torch.from_numpy(features["image_emb"][features["image_present"]][:512]))
+    both = features["image_present"] & features["text_present"]
+    images = to_diffusion_space(torch.from_numpy(features["image_emb"][both]))
+    cond = images[:512]
+    if config.dit.retrieved:
+        # Partners retrieved from this dataset's other rows, not from the restorer's corpus (whose
+        # name its id does not hold): the gates read conditions of the same kind.
+        texts = to_diffusion_space(torch.from_numpy(features["text_emb"][both]))
+        cond = with_retrieved(
+            cond, texts, nearest_rows(cond, images, config.dit.retrieved, leave_out_self=True)
+        )
     model = models["i2t"]
     attention, mlp = [], []
     with torch.no_grad():

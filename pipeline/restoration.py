@@ -198,10 +198,15 @@ def build_restorer(
         if trained is None:
             raise ConfigError("restorer dit needs a trained restorer: run `mmr-pipeline train` first")
         models, config = load_restorer_models(trained, device)
+        if config.dit.retrieved and corpus is None:
+            raise ConfigError(
+                f"restorer dit {trained.restorer_id} retrieves from its mid-stage corpus: pass --corpus"
+            )
         restorer = DiffusionRestorer(
             models, config.diffusion, steps=settings.steps, sampler=settings.sampler,
             batch_size=settings.batch_size, device=device, seed=settings.seed, clip_x0=settings.clip_x0,
             n_samples=settings.samples, temperature=settings.temperature,
+            corpus=corpus if config.dit.retrieved else None,
         )  # fmt: skip
     if not settings.recentre:
         return restorer
@@ -327,7 +332,7 @@ def restore(
     @functools.cache
     def restorer() -> Restorer:  # built on first use: a per-row restorer may find every row stored
         fitted_on = (
-            corpus_pairs(root, corpus, encoder_id)[:2] if corpus and name in ("knn", "regression") else None
+            corpus_pairs(root, corpus, encoder_id)[:2] if corpus and name in CORPUS_RESTORERS else None
         )
         return build_restorer(name, unshifted, left, splits, fitted_on, trained, device)
 

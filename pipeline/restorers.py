@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from pipeline.diffusion.core import DiffusionConfig, Sampler, from_diffusion_space, sample, to_diffusion_space
+from pipeline.retrieval import nearest_rows, with_retrieved
 
 Direction = Literal["i2t", "t2i"]
 DIRECTIONS: tuple[Direction, ...] = ("i2t", "t2i")
@@ -85,13 +86,10 @@ class KnnRestorer:
 
     def restore(self, available: np.ndarray, direction: Direction, rows: Sequence[int]) -> np.ndarray:
         missing, present = missing_and_available(direction)
-        keys, partners = self.features[present], self.features[missing]
-        out = []
-        for start in range(0, available.shape[0], self.chunk):
-            queries = torch.from_numpy(available[start : start + self.chunk])
-            nearest = (queries @ keys.T).topk(min(self.k, keys.shape[0]), dim=1).indices
-            out.append(partners[nearest].mean(dim=1))
-        return torch.cat(out).numpy() if out else np.zeros_like(available)
+        nearest = nearest_rows(torch.from_numpy(available), self.features[present], self.k, chunk=self.chunk)
+        return (
+            self.features[missing][nearest].mean(dim=1).numpy() if len(nearest) else np.zeros_like(available)
+        )
 
 
 class RegressionRestorer:
@@ -166,7 +164,11 @@ class OracleRestorer:
 
 
 class DiffusionRestorer:
-    """The trained conditional DiTs, sampled with S deterministic steps, batched."""
+    """The trained conditional DiTs, sampled with S deterministic steps, batched.
+
+    A retrieval-augmented DiT (`retrieved` k > 0) is handed the corpus it was trained on: each
+    condition is followed by the partner features of its k nearest corpus pairs.
+    """
 
     name = "dit"
 
@@ -182,20 +184,40 @@ class DiffusionRestorer:
         clip_x0: float | None = 5.0,
         n_samples: int = 1,
         temperature: float = 1.0,
+        corpus: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         self.models, self.diffusion, self.seed, self.clip_x0 = models, diffusion, seed, clip_x0
         self.n_samples, self.temperature = n_samples, temperature
         self.steps, self.sampler, self.batch_size = steps, sampler, batch_size
         self.device = torch.device(device)
+        self.corpus = (
+            None
+            if corpus is None
+            else {
+                modality: to_diffusion_space(torch.from_numpy(np.ascontiguousarray(features, np.float32)))
+                for modality, features in zip(("image", "text"), corpus, strict=True)
+            }
+        )
+
+    def condition(self, available: np.ndarray, direction: Direction) -> torch.Tensor:
+        """The model's condition for a batch: the available features in diffusion space, and the
+        retrieved corpus partners if the model reads them."""
+        cond = to_diffusion_space(torch.from_numpy(available))
+        retrieved = self.models[direction].config.retrieved
+        if retrieved:
+            if self.corpus is None:
+                raise ValueError("a retrieval-augmented DiT restores with its corpus: pass corpus")
+            missing, present = missing_and_available(direction)
+            nearest = nearest_rows(cond, self.corpus[present], retrieved)
+            cond = with_retrieved(cond, self.corpus[missing], nearest)
+        return cond.to(self.device)
 
     def restore(self, available: np.ndarray, direction: Direction, rows: Sequence[int]) -> np.ndarray:
         model = self.models[direction]
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
         out = []
         for start in range(0, available.shape[0], self.batch_size):
-            cond = to_diffusion_space(
-                torch.from_numpy(available[start : start + self.batch_size]).to(self.device)
-            )
+            cond = self.condition(available[start : start + self.batch_size], direction)
             batch_rows = rows[start : start + len(cond)]
             draws = []
             for draw in range(self.n_samples):
@@ -211,6 +233,7 @@ class DiffusionRestorer:
                             self.sampler,
                             self.clip_x0,
                             self.temperature,
+                            model.config.feature_dim,
                         )
                     )
             # n_samples > 1 averages independent DDIM draws: a Monte-Carlo posterior mean.

@@ -141,14 +141,18 @@ def sample(
     sampler: Sampler = "ddim",
     clip_x0: float | None = None,
     temperature: float = 1.0,
+    feature_dim: int | None = None,
 ) -> torch.Tensor:
     """Deterministic reverse diffusion for one batch: returns x0 in diffusion space.
 
     `temperature` scales the starting noise z_T; 0 starts every sample from the noise's mean.
+    `feature_dim` is x0's width where the condition is wider (retrieved partners follow it).
     """
     scheduler = sampling_scheduler(config, sampler, clip_x0)
     scheduler.set_timesteps(steps, device=cond.device)
-    x = initial_noise(seeds, cond.shape[-1], cond.device) * (scheduler.init_noise_sigma * temperature)
+    x = initial_noise(seeds, feature_dim or cond.shape[-1], cond.device) * (
+        scheduler.init_noise_sigma * temperature
+    )
     for t in scheduler.timesteps:
         t_batch = torch.full((x.shape[0],), int(t), device=x.device, dtype=torch.long)
         prediction = denoiser(x, t_batch, cond).float()

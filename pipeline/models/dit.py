@@ -12,6 +12,13 @@ is one switch:
 - `adaln`: DiT's adaLN-Zero modulation from the pooled condition + time, instead of gates.
 - `concat`: condition patches concatenated to the input patches, an MLP to width, plain blocks.
 - `none`: plain residual blocks (still cross-attending to C).
+
+Retrieval-augmented condition (`retrieved` = k > 0; ours, not the paper's): c is followed by the
+missing-modality features of the k corpus pairs whose available feature is nearest c, and
+each becomes one more condition token (Blattmann et al. 2022 condition a diffusion model on
+retrieved CLIP neighbours the same way). A habit of the corpus (a kind of object's usual
+colour) is a lookup the DiT learns slowly from gradients; read off retrieved partners, it is
+an attention pattern (BENCHMARKS.md, "A retrieval-augmented DiT").
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ class DiTConfig(BaseModel):
     n_probes: int = Field(4, ge=1)
     gating: Gating = "gating"
     gate_bias_init: float = -5.0
+    retrieved: int = Field(0, ge=0)  # retrieved corpus partners as condition tokens; 0 = the paper's
 
     @model_validator(mode="after")
     def _shapes_divide(self) -> DiTConfig:
@@ -53,6 +61,11 @@ class DiTConfig(BaseModel):
     @property
     def patch_dim(self) -> int:
         return self.feature_dim // self.n_tokens
+
+    @property
+    def condition_dim(self) -> int:
+        """Width of c: the available feature and its retrieved partners, one after the other."""
+        return self.feature_dim * (1 + self.retrieved)
 
 
 # `paper`: depth 20 as in the paper; width/heads/tokens chosen for ~2 GFLOPs per sample per
@@ -181,7 +194,7 @@ class ConditionalDiT(nn.Module):
         super().__init__()
         self.config = config
         width, n_tokens, patch = config.width, config.n_tokens, config.patch_dim
-        in_dim = 2 * patch if config.gating == "concat" else patch
+        in_dim = (2 + config.retrieved) * patch if config.gating == "concat" else patch
         if config.gating == "concat":
             self.embed_x = nn.Sequential(nn.Linear(in_dim, width), nn.SiLU(), nn.Linear(width, width))
         else:
@@ -189,6 +202,9 @@ class ConditionalDiT(nn.Module):
             self.embed_cond = nn.Linear(patch, width)
             self.pos_cond = nn.Parameter(torch.zeros(1, n_tokens, width))
             self.mlp_time = nn.Sequential(nn.SiLU(), nn.Linear(width, width))
+            if config.retrieved:
+                self.embed_retrieved = nn.Linear(config.feature_dim, width)  # a whole feature per token
+                self.pos_retrieved = nn.Parameter(torch.zeros(1, config.retrieved, width))  # by rank
         self.pos_x = nn.Parameter(torch.zeros(1, n_tokens, width))
         self.time = TimestepEmbedder(width)
         if config.gating == "gating":
@@ -208,6 +224,8 @@ class ConditionalDiT(nn.Module):
         nn.init.normal_(self.pos_x, std=0.02)
         if hasattr(self, "pos_cond"):
             nn.init.normal_(self.pos_cond, std=0.02)
+        if hasattr(self, "pos_retrieved"):
+            nn.init.normal_(self.pos_retrieved, std=0.02)
         for layer in (self.time.mlp[0], self.time.mlp[2]):
             nn.init.normal_(layer.weight, std=0.02)
         for block in self.blocks:
@@ -225,9 +243,28 @@ class ConditionalDiT(nn.Module):
     def _tokens(self, features: torch.Tensor) -> torch.Tensor:
         return features.view(features.shape[0], self.config.n_tokens, self.config.patch_dim)
 
+    def _condition_patches(self, cond: torch.Tensor) -> torch.Tensor:
+        """`concat`'s condition: patch j of the available feature and of every retrieved partner."""
+        config = self.config
+        patches = cond.view(cond.shape[0], 1 + config.retrieved, config.n_tokens, config.patch_dim)
+        return patches.transpose(1, 2).flatten(2)
+
     def condition_tokens(self, cond: torch.Tensor, t_emb: torch.Tensor) -> torch.Tensor:
-        """C = cond_emb + MLP_time(t_emb), one vector per condition token."""
-        return self.embed_cond(self._tokens(cond)) + self.pos_cond + self.mlp_time(t_emb)[:, None]
+        """C = cond_emb + MLP_time(t_emb), one vector per condition token: the available feature's
+        patches, then one token per retrieved partner feature."""
+        if cond.shape[-1] != self.config.condition_dim:
+            raise ValueError(
+                f"condition of width {cond.shape[-1]}, expected {self.config.condition_dim} "
+                f"(feature_dim {self.config.feature_dim} x (1 + retrieved {self.config.retrieved}))"
+            )
+        own, retrieved = cond.split(
+            [self.config.feature_dim, cond.shape[-1] - self.config.feature_dim], dim=-1
+        )
+        tokens = self.embed_cond(self._tokens(own)) + self.pos_cond
+        if self.config.retrieved:
+            partners = retrieved.reshape(cond.shape[0], self.config.retrieved, self.config.feature_dim)
+            tokens = torch.cat([tokens, self.embed_retrieved(partners) + self.pos_retrieved], dim=1)
+        return tokens + self.mlp_time(t_emb)[:, None]
 
     def gate_vector(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """G for a batch (the `gating` variant): what the per-block gates are computed from."""
@@ -237,7 +274,10 @@ class ConditionalDiT(nn.Module):
         t_emb = self.time(t)
         condition = control = None
         if self.config.gating == "concat":
-            x = self.embed_x(torch.cat([self._tokens(x_t), self._tokens(cond)], dim=-1)) + self.pos_x
+            x = (
+                self.embed_x(torch.cat([self._tokens(x_t), self._condition_patches(cond)], dim=-1))
+                + self.pos_x
+            )
             x = x + t_emb[:, None]
         else:
             x = self.embed_x(self._tokens(x_t)) + self.pos_x
@@ -254,12 +294,17 @@ class ConditionalDiT(nn.Module):
 def flops_per_sample(config: DiTConfig) -> int:
     """Multiply-adds x 2 of one forward pass for one sample (linear layers and attention)."""
     n, d, hidden = config.n_tokens, config.width, int(config.width * config.mlp_ratio)
+    n_cond = n + config.retrieved
     per_block = n * (4 * d * d) + 2 * n * n * d + n * 2 * d * hidden  # self-attention, MLP
     if config.gating != "concat":
-        per_block += n * 2 * d * d + n * 2 * d * d + 2 * n * n * d  # cross-attn q/proj, k/v, scores
+        per_block += n * 2 * d * d + n_cond * 2 * d * d + 2 * n * n_cond * d  # cross-attn q/proj, k/v, scores
     if config.gating in ("gating", "adaln"):
         per_block += 2 * d * d if config.gating == "gating" else 6 * d * d
     patch = config.patch_dim
-    # concat: the input MLP over [x; c] patches; others: x and condition patches, MLP_time.
-    embed = n * (2 * patch * d + d * d) if config.gating == "concat" else 2 * n * patch * d + n * d * d
+    # concat: the input MLP over [x; c; retrieved] patches; others: x and condition patches, MLP_time,
+    # and the retrieved features.
+    if config.gating == "concat":
+        embed = n * ((2 + config.retrieved) * patch * d + d * d)
+    else:
+        embed = 2 * n * patch * d + n * d * d + config.retrieved * config.feature_dim * d
     return 2 * (config.depth * per_block + embed + n * d * patch)  # + final projection

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipeline.diffusion.core import DiffusionConfig, to_diffusion_space, training_scheduler
 from pipeline.models.dit import DIT_PRESETS, ConditionalDiT, DiTConfig
 from pipeline.progress import progress_bar
+from pipeline.retrieval import nearest_rows
 from pipeline.training.losses import base_loss, mutual_terms
 from stores.restorer_store import RestorerStore
 
@@ -139,6 +140,14 @@ def train_restorer(
     stage2_from = config.stage2_start(n_pairs)
     scheduler = training_scheduler(config.diffusion)
     models = build_models(config, device)
+    retrieved = config.dit.retrieved
+    if retrieved:
+        # Each pair's partners are those of its nearest OTHER pairs: at restore time a sample is
+        # never in the corpus it retrieves from, so its own partner must not be there in training.
+        nearest = {
+            "i2t": nearest_rows(images, images, retrieved, leave_out_self=True),
+            "t2i": nearest_rows(texts, texts, retrieved, leave_out_self=True),
+        }
     parameters = [p for model in models.values() for p in model.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
 
@@ -170,13 +179,19 @@ def train_restorer(
         generator = _step_generator(config.seed, step)
         picked = batch_indices(n_pairs, config.batch_size, config.seed, step).to(device)
         image, text = images[picked], texts[picked]
+        partners_i2t = texts[nearest["i2t"][picked]].flatten(1) if retrieved else image[:, :0]
+        partners_t2i = images[nearest["t2i"][picked]].flatten(1) if retrieved else text[:, :0]
         size = (image.shape[0],)
         t = torch.randint(0, config.diffusion.train_steps, size, generator=generator).to(device)
         noise_image = torch.randn(image.shape, generator=generator).to(device)
         noise_text = torch.randn(text.shape, generator=generator).to(device)
         with autocast:
-            loss_i2t = base_loss(models["i2t"], scheduler, text, image, t, noise_text)
-            loss_t2i = base_loss(models["t2i"], scheduler, image, text, t, noise_image)
+            loss_i2t = base_loss(
+                models["i2t"], scheduler, text, torch.cat([image, partners_i2t], 1), t, noise_text
+            )
+            loss_t2i = base_loss(
+                models["t2i"], scheduler, image, torch.cat([text, partners_t2i], 1), t, noise_image
+            )
             loss = loss_i2t + loss_t2i
             loss_mutual = torch.zeros((), device=device)
             if step >= stage2_from:
@@ -185,7 +200,7 @@ def train_restorer(
                 noise_text = torch.randn(text.shape, generator=generator).to(device)
                 i2t_term, t2i_term = mutual_terms(
                     models["i2t"], models["t2i"], scheduler, image, text, t_mutual, noise_image, noise_text,
-                    config.tau,
+                    config.tau, partners_i2t, partners_t2i,
                 )  # fmt: skip
                 loss_mutual = i2t_term + t2i_term
                 loss = loss + loss_mutual
