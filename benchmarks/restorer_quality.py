@@ -176,7 +176,7 @@ def main() -> None:
                 restorer = DiffusionRestorer(
                     models, train_config.diffusion, steps=args.sampling_steps, batch_size=batch_size,
                     device=args.device, n_samples=draws, temperature=temperature,
-                    corpus=(images, texts) if train_config.dit.retrieved else None,
+                    corpus=(images, texts), retrieved=train_config.dit.retrieved,
                 )  # fmt: skip
                 drawn = "1 draw" if draws == 1 else f"mean of {draws} draws"
                 start = f", temperature {temperature:g}" if temperature != 1 else ""

@@ -166,8 +166,8 @@ class OracleRestorer:
 class DiffusionRestorer:
     """The trained conditional DiTs, sampled with S deterministic steps, batched.
 
-    A retrieval-augmented DiT (`retrieved` k > 0) is handed the corpus it was trained on: each
-    condition is followed by the partner features of its k nearest corpus pairs.
+    A retrieval-augmented DiT (trained with `retrieved` = k > 0) is handed k and the corpus it
+    was trained on: each condition is followed by the partner features of its k nearest pairs.
     """
 
     name = "dit"
@@ -185,11 +185,14 @@ class DiffusionRestorer:
         n_samples: int = 1,
         temperature: float = 1.0,
         corpus: tuple[np.ndarray, np.ndarray] | None = None,
+        retrieved: int = 0,
     ) -> None:
+        if retrieved and corpus is None:
+            raise ValueError("a retrieval-augmented DiT restores with its corpus: pass corpus")
         self.models, self.diffusion, self.seed, self.clip_x0 = models, diffusion, seed, clip_x0
         self.n_samples, self.temperature = n_samples, temperature
         self.steps, self.sampler, self.batch_size = steps, sampler, batch_size
-        self.device = torch.device(device)
+        self.device, self.retrieved = torch.device(device), retrieved
         self.corpus = (
             None
             if corpus is None
@@ -203,12 +206,9 @@ class DiffusionRestorer:
         """The model's condition for a batch: the available features in diffusion space, and the
         retrieved corpus partners if the model reads them."""
         cond = to_diffusion_space(torch.from_numpy(available))
-        retrieved = self.models[direction].config.retrieved
-        if retrieved:
-            if self.corpus is None:
-                raise ValueError("a retrieval-augmented DiT restores with its corpus: pass corpus")
+        if self.retrieved and self.corpus is not None:
             missing, present = missing_and_available(direction)
-            nearest = nearest_rows(cond, self.corpus[present], retrieved)
+            nearest = nearest_rows(cond, self.corpus[present], self.retrieved)
             cond = with_retrieved(cond, self.corpus[missing], nearest)
         return cond.to(self.device)
 
@@ -233,7 +233,7 @@ class DiffusionRestorer:
                             self.sampler,
                             self.clip_x0,
                             self.temperature,
-                            model.config.feature_dim,
+                            available.shape[1],
                         )
                     )
             # n_samples > 1 averages independent DDIM draws: a Monte-Carlo posterior mean.

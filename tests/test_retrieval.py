@@ -65,7 +65,7 @@ def test_restoring_retrieves_partners_of_the_missing_modality_by_the_available_o
         model.eval()
     diffusion = DiffusionConfig(prediction="v_prediction")
     restorer = DiffusionRestorer(
-        models, diffusion, steps=1, temperature=0.0, corpus=(corpus_image, corpus_text)
+        models, diffusion, steps=1, temperature=0.0, corpus=(corpus_image, corpus_text), retrieved=3
     )
     available = _unit(6, 5)
     cond = to_diffusion_space(torch.from_numpy(available))
@@ -80,7 +80,7 @@ def test_restoring_retrieves_partners_of_the_missing_modality_by_the_available_o
             atol=1e-6,
         )
     with pytest.raises(ValueError, match="pass corpus"):
-        DiffusionRestorer(models, diffusion, steps=1, temperature=0.0).restore(available, "i2t", range(6))
+        DiffusionRestorer(models, diffusion, steps=1, temperature=0.0, retrieved=3)
 
 
 def test_a_trained_retrieving_dit_restores_from_its_corpus_and_says_so_without_it(tmp_path: Path) -> None:
