@@ -5,17 +5,19 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from flows.cli_errors import one_line_errors
+from flows.cli_errors import ClickException, NoArgsIsHelpError, UsageError, one_line_errors
 from flows.datasets_cli import datasets_app
 from pipeline.runtime import BENCHMARK_RESTORERS, default_store, resolve_device
 
 if TYPE_CHECKING:
     from pipeline.restoration import RestoreResult
     from pipeline.training.restorer import TrainConfig
+
+Number = TypeVar("Number", int, float)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -404,6 +406,22 @@ def _split(values: str) -> list[str]:
     return [value.strip() for value in values.split(",") if value.strip()]
 
 
+def _numbers(values: str, kind: type[Number], option: str, example: str) -> list[Number]:
+    """A comma list option's numbers; a ConfigError naming the option and its bad entry."""
+    from pipeline.errors import ConfigError
+
+    numbers = []
+    for value in _split(values):
+        try:
+            numbers.append(kind(value))
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise ConfigError(
+                f"{option} {values!r}: {value!r} is not {what}; write a comma list, e.g. {option} {example}"
+            ) from None
+    return numbers
+
+
 @app.command()
 @one_line_errors
 def run(
@@ -444,13 +462,8 @@ def run(
     from pipeline.errors import ConfigError
 
     store = store or default_store()
-    try:
-        rates = [float(value) for value in _split(missing_rate)]
-        seed_list = [int(value) for value in _split(seeds)]
-    except ValueError:
-        raise ConfigError(
-            f"--missing-rate {missing_rate!r} / --seeds {seeds!r}: use comma lists of numbers"
-        ) from None
+    rates = _numbers(missing_rate, float, "--missing-rate", "0.1,0.7")
+    seed_list = _numbers(seeds, int, "--seeds", "0,1,2")
     roots = {}
     for pair in root or []:
         name, sep, path = pair.partition("=")
@@ -493,7 +506,27 @@ app.add_typer(datasets_app, name="datasets")
 
 
 def main() -> None:
-    app()
+    """The console entry point. A mistyped command line (an unknown option, a value of the wrong
+    type) is one `error:` line, as the commands' own checks are, not click's usage text in a box."""
+    try:
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as error:  # `mmr-pipeline` or a group alone: its help
+        help_text = error.format_message()  # empty where typer has printed it (with rich) already
+        if help_text:
+            typer.echo(help_text)
+        raise SystemExit(0) from None
+    except UsageError as error:
+        command = error.ctx.command_path if error.ctx else "mmr-pipeline"
+        typer.echo(f"error: {error.format_message()} (see `{command} --help`)", err=True)
+        raise SystemExit(2) from None
+    except ClickException as error:
+        typer.echo(f"error: {error.format_message()}", err=True)
+        raise SystemExit(error.exit_code) from None
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        raise SystemExit(1) from None
+    # Not standalone, click returns a command's exit code (typer.Exit) instead of exiting.
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,15 @@ from pydantic import ValidationError
 
 from pipeline.errors import MMRError
 
+# The command line's own parsing errors, which `flows.cli.main` turns into one line too. Typer
+# vendors click since 0.2x (its classes, not click's, are raised); older ones use click itself.
+try:
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+except ImportError:
+    from click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
+__all__ = ["ClickException", "NoArgsIsHelpError", "UsageError", "one_line_errors"]
+
 
 def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Report a user's mistake as one `error:` line and exit 2; bugs keep their traceback."""

@@ -287,3 +287,48 @@ def test_check_run_builds_each_adapter_from_its_root_and_options(tmp_path: Path)
         check_run(spec.model_copy(update={"config": str(config)}), ["demo"], "coco", *choices,
                   corpus_root="/nonexistent-mmr")  # fmt: skip
     assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["restore", "--seed", "a"], "'--seed'"),  # a value of the wrong type
+        (["evaluate", "--bogus"], "--bogus"),  # an unknown option
+        (["datasets", "check", "--nope"], "--nope"),  # ... of a subcommand
+        (["sql"], "'statement'"),  # a missing argument
+    ],
+)
+def test_command_line_typos_are_one_line(
+    argv: list[str], named: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The console entry point reports click's own parsing errors as one `error:` line, exit 2."""
+    from flows.cli import main
+
+    monkeypatch.setattr("sys.argv", ["mmr-pipeline", *argv])
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    captured = capsys.readouterr()
+    assert stopped.value.code == 2
+    line = _single_error_line(captured.err)
+    assert named in line and "--help" in line, line
+    assert captured.out == ""
+
+
+def test_entry_point_keeps_exit_codes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A command's own refusal keeps its status (2); a finished command and help exit 0."""
+    from flows.cli import main
+
+    _write_layout(tmp_path / "raw")
+    for argv, status in (
+        (["restore", "--missing-type", "sideways", "--store", str(tmp_path)], 2),
+        (["datasets", "check", "--dataset", "jsonl", "--root", str(tmp_path / "raw")], 0),
+        (["sql", "--help"], 0),
+        ([], 0),
+    ):
+        monkeypatch.setattr("sys.argv", ["mmr-pipeline", *argv])
+        with pytest.raises(SystemExit) as stopped:
+            main()
+        assert stopped.value.code == status, (argv, capsys.readouterr())
+    capsys.readouterr()
