@@ -206,7 +206,7 @@ def build_restorer(
             models, config.diffusion, steps=settings.steps, sampler=settings.sampler,
             batch_size=settings.batch_size, device=device, seed=settings.seed, clip_x0=settings.clip_x0,
             n_samples=settings.samples, temperature=settings.temperature,
-            corpus=corpus if config.dit.retrieved else None, retrieved=config.dit.retrieved,
+            corpus=corpus, retrieved=config.dit.retrieved,
         )  # fmt: skip
     if not settings.recentre:
         return restorer

@@ -168,6 +168,7 @@ class DiffusionRestorer:
 
     A retrieval-augmented DiT (trained with `retrieved` = k > 0) is handed k and the corpus it
     was trained on: each condition is followed by the partner features of its k nearest pairs.
+    With k = 0 a corpus is not needed, and one passed is not kept.
     """
 
     name = "dit"
@@ -195,7 +196,7 @@ class DiffusionRestorer:
         self.device, self.retrieved = torch.device(device), retrieved
         self.corpus = (
             None
-            if corpus is None
+            if not retrieved or corpus is None
             else {
                 modality: to_diffusion_space(torch.from_numpy(np.ascontiguousarray(features, np.float32)))
                 for modality, features in zip(("image", "text"), corpus, strict=True)
@@ -206,7 +207,7 @@ class DiffusionRestorer:
         """The model's condition for a batch: the available features in diffusion space, and the
         retrieved corpus partners if the model reads them."""
         cond = to_diffusion_space(torch.from_numpy(available))
-        if self.retrieved and self.corpus is not None:
+        if self.corpus is not None:  # set exactly when the model retrieves
             missing, present = missing_and_available(direction)
             nearest = nearest_rows(cond, self.corpus[present], self.retrieved)
             cond = with_retrieved(cond, self.corpus[missing], nearest)

@@ -29,7 +29,12 @@ def nearest_rows(
     return torch.cat(out) if out else torch.zeros((0, k), dtype=torch.long)
 
 
+def retrieved_partners(partners: torch.Tensor, nearest: torch.Tensor) -> torch.Tensor:
+    """The partner features of each row's retrieved rows, one after the other: (N, k D)."""
+    return partners[nearest].flatten(1)
+
+
 def with_retrieved(cond: torch.Tensor, partners: torch.Tensor, nearest: torch.Tensor) -> torch.Tensor:
     """A retrieval-augmented DiT's condition: each row's own feature followed by the partner
-    features of its retrieved rows, flattened: (N, (1 + k) D)."""
-    return torch.cat([cond, partners[nearest].flatten(1)], dim=1)
+    features of its retrieved rows: (N, (1 + k) D)."""
+    return torch.cat([cond, retrieved_partners(partners, nearest)], dim=1)

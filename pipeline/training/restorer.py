@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipeline.diffusion.core import DiffusionConfig, to_diffusion_space, training_scheduler
 from pipeline.models.dit import DIT_PRESETS, ConditionalDiT, DiTConfig
 from pipeline.progress import progress_bar
-from pipeline.retrieval import nearest_rows
+from pipeline.retrieval import nearest_rows, retrieved_partners
 from pipeline.training.losses import base_loss, mutual_terms
 from stores.restorer_store import RestorerStore
 
@@ -179,8 +179,10 @@ def train_restorer(
         generator = _step_generator(config.seed, step)
         picked = batch_indices(n_pairs, config.batch_size, config.seed, step).to(device)
         image, text = images[picked], texts[picked]
-        partners_i2t = texts[nearest["i2t"][picked]].flatten(1) if retrieved else image[:, :0]
-        partners_t2i = images[nearest["t2i"][picked]].flatten(1) if retrieved else text[:, :0]
+        # Each row's condition is its own feature followed by these (`with_retrieved`); they are
+        # kept apart because the mutual terms swap the own feature for the other direction's x0_hat.
+        partners_i2t = retrieved_partners(texts, nearest["i2t"][picked]) if retrieved else image[:, :0]
+        partners_t2i = retrieved_partners(images, nearest["t2i"][picked]) if retrieved else text[:, :0]
         size = (image.shape[0],)
         t = torch.randint(0, config.diffusion.train_steps, size, generator=generator).to(device)
         noise_image = torch.randn(image.shape, generator=generator).to(device)
