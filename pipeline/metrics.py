@@ -14,12 +14,15 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 THRESHOLD = 0.5
+# scikit-learn is imported where a score is computed (in the decoder processes): it takes about
+# 2 s, which a run that finds every evaluation in the store would spend for nothing.
 
 
 def multilabel_scores(targets: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import f1_score
+
     predictions = (probabilities > THRESHOLD).astype(int)
     return {
         f"f1_{average}": float(f1_score(targets, predictions, average=average, zero_division=0))
@@ -28,6 +31,8 @@ def multilabel_scores(targets: np.ndarray, probabilities: np.ndarray) -> dict[st
 
 
 def single_label_scores(targets: np.ndarray, probabilities: np.ndarray, metric: str) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
     scores = {"accuracy": float(accuracy_score(targets, probabilities.argmax(axis=1)))}
     if metric == "auroc":  # undefined (NaN) when the split holds one class only
         if probabilities.shape[1] != 2:  # DatasetInfo refuses such a task: this is a bug, not bad data

@@ -17,10 +17,10 @@ import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlparse
 
-import open_clip
 import torch
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -30,10 +30,15 @@ MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 HF_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 
-def register_project_models() -> None:
-    """Make the project's own model configs (e.g. `mmr-tiny`) known to open_clip by name."""
+def open_clip_with_project_models() -> ModuleType:
+    """open_clip, with the project's own model configs (e.g. `mmr-tiny`) known to it by name.
+    Imported on first use: it brings torchvision and torch._dynamo, seconds that a run whose
+    features are all in the store does not need."""
+    import open_clip
+
     if "mmr-tiny" not in open_clip.list_models():
         open_clip.add_model_config(MODEL_CONFIG_DIR)
+    return open_clip
 
 
 class EncoderConfig(BaseModel):
@@ -47,8 +52,9 @@ class EncoderConfig(BaseModel):
     @field_validator("model")
     @classmethod
     def _known_model(cls, name: str) -> str:
-        register_project_models()
-        if name not in open_clip.list_models():
+        if (MODEL_CONFIG_DIR / f"{name}.json").is_file():  # the project's own: no need to ask open_clip
+            return name
+        if name not in open_clip_with_project_models().list_models():
             raise ValueError(
                 f"unknown open_clip model {name!r}: use one of `open_clip.list_models()` such as ViT-B-32"
             )
@@ -71,6 +77,11 @@ def state_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def encoder_id(config: EncoderConfig, digest: str) -> str:
+    """How features name their encoder: model, weights source and the weights' `state_digest`."""
+    return f"{config.model}.{config.source_name}.{digest[:12]}"
+
+
 class FrozenEncoder:
     """Encodes preprocessed images and tokenised texts into L2-normalised embeddings."""
 
@@ -78,13 +89,13 @@ class FrozenEncoder:
         self.config = config
         self.model = model.eval().requires_grad_(False)
         self.preprocess = preprocess
-        self.tokenizer = open_clip.get_tokenizer(config.model)
+        self.tokenizer = open_clip_with_project_models().get_tokenizer(config.model)
         self.digest = digest
         self.device = next(model.parameters()).device
 
     @property
     def encoder_id(self) -> str:
-        return f"{self.config.model}.{self.config.source_name}.{self.digest[:12]}"
+        return encoder_id(self.config, self.digest)
 
     @property
     def embed_dim(self) -> int:
@@ -146,6 +157,7 @@ def resolve_weights(model: str, pretrained: str) -> str:
     """A local file for `pretrained`: the path itself, or the cached file of an open_clip tag."""
     if Path(pretrained).expanduser().is_file():
         return str(Path(pretrained).expanduser())
+    open_clip = open_clip_with_project_models()
     tag_cfg = open_clip.get_pretrained_cfg(model, pretrained)
     if not tag_cfg:
         known = ", ".join(open_clip.list_pretrained_tags_by_model(model)) or "none"
@@ -175,7 +187,7 @@ def build_encoder(config: EncoderConfig, device: str | torch.device = "cpu") -> 
 
     `demo` weights live in a store; `pipeline.encoders.warmup.load_demo_encoder` builds those.
     """
-    register_project_models()
+    open_clip = open_clip_with_project_models()
     if config.pretrained == "demo":
         raise ValueError("demo weights come from the store: use pipeline.encoders.warmup.load_demo_encoder")
     weights = None if config.pretrained == "random" else resolve_weights(config.model, config.pretrained)
@@ -196,7 +208,7 @@ class _RandomInitNotice(logging.Filter):
 
 def tiny_model(model_name: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Callable]:
     """A randomly initialised open_clip model and its eval preprocessing (warm-up starts here)."""
-    register_project_models()
+    open_clip = open_clip_with_project_models()
     notice = _RandomInitNotice()
     logging.getLogger().addFilter(notice)  # open_clip logs through the root logger
     try:

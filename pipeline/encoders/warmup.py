@@ -13,17 +13,30 @@ from __future__ import annotations
 import logging
 import math
 
-import open_clip
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.data.demo import DemoAdapter, DemoConfig
 from pipeline.data.loading import EncoderInputs, RawRow, input_loader
-from pipeline.encoders.frozen import EncoderConfig, FrozenEncoder, build_encoder, state_digest, tiny_model
+from pipeline.encoders.frozen import (
+    EncoderConfig,
+    FrozenEncoder,
+    build_encoder,
+    encoder_id,
+    open_clip_with_project_models,
+    state_digest,
+    tiny_model,
+)
 from pipeline.hashing import content_id
 from pipeline.progress import progress_bar
 from pipeline.version import code_version
-from stores.checkpoints import checkpoint_exists, load_checkpoint, save_checkpoint
+from stores.checkpoints import (
+    checkpoint_exists,
+    checkpoint_record,
+    load_checkpoint,
+    save_checkpoint,
+    update_checkpoint_record,
+)
 from stores.fs import join
 
 log = logging.getLogger(__name__)
@@ -67,6 +80,7 @@ def train_demo_encoder(
     """Contrastive training of a fresh tiny model on the demo corpus (CPU-sized)."""
     torch.manual_seed(config.seed)
     model, preprocess = tiny_model(config.model)
+    open_clip = open_clip_with_project_models()
     tokenizer = open_clip.get_tokenizer(config.model)
     corpus = DemoAdapter("demo-pretrain", demo)
     rows = [RawRow(row, sample.text, sample.image) for row, sample in enumerate(corpus.samples())]
@@ -116,10 +130,14 @@ def load_demo_encoder(
     directory = warmup_dir(store_url, config, demo)
     model, preprocess = tiny_model(config.model, device=device)
     if checkpoint_exists(directory):
-        tensors, _ = load_checkpoint(directory)
+        tensors, record = load_checkpoint(directory)
         model.load_state_dict(tensors)
+        digest = state_digest(model)
+        if "digest" not in record:  # warmed up by a release that did not record it
+            update_checkpoint_record(directory, {"digest": digest})
     else:
         trained = train_demo_encoder(config, demo, workers=workers, progress=progress)
+        digest = state_digest(trained)
         save_checkpoint(
             directory,
             trained.state_dict(),
@@ -128,11 +146,31 @@ def load_demo_encoder(
                 "demo": demo.model_dump(),
                 "format": WARMUP_FORMAT,
                 "code_version": code_version(),  # the release that trained it
+                "digest": digest,  # its encoder id, for `recorded_encoder_id`
             },
         )
         model.load_state_dict(trained.state_dict())
-    encoder_config = EncoderConfig(model=config.model, pretrained="demo")
-    return FrozenEncoder(encoder_config, model, preprocess, state_digest(model))
+    return FrozenEncoder(EncoderConfig(model=config.model, pretrained="demo"), model, preprocess, digest)
+
+
+def recorded_encoder_id(
+    config: EncoderConfig, store_url: str, warmup: WarmupConfig | None = None, demo: DemoConfig | None = None
+) -> str | None:
+    """The id `load_encoder` would give, read from the demo encoder's checkpoint record: a run
+    whose features are all stored needs no more of the encoder, and loading it costs seconds
+    (open_clip's import, the model, 29 MB of weights). None for other encoders, a demo encoder
+    not warmed up yet, or one warmed up by a release that did not record its digest."""
+    if config.pretrained != "demo":
+        return None
+    record = checkpoint_record(warmup_dir(store_url, _for_model(warmup, config), demo or DemoConfig()))
+    if record is None or "digest" not in record:
+        return None
+    return encoder_id(config, record["digest"])
+
+
+def _for_model(warmup: WarmupConfig | None, config: EncoderConfig) -> WarmupConfig:
+    """The warm-up of `config`'s model (the demo encoder may be any open_clip architecture)."""
+    return (warmup or WarmupConfig()).model_copy(update={"model": config.model})
 
 
 def load_encoder(
@@ -146,8 +184,8 @@ def load_encoder(
 ) -> FrozenEncoder:
     """Any encoder the CLI can name: the demo one from the store, others from open_clip."""
     if config.pretrained == "demo":
-        warmup = (warmup or WarmupConfig()).model_copy(update={"model": config.model})
         return load_demo_encoder(
-            store_url, warmup, demo or DemoConfig(), device=device, workers=workers, progress=progress
-        )
+            store_url, _for_model(warmup, config), demo or DemoConfig(), device=device, workers=workers,
+            progress=progress,
+        )  # fmt: skip
     return build_encoder(config, device=device)
