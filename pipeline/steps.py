@@ -22,7 +22,7 @@ from pipeline.data.adapter import DatasetAdapter
 from pipeline.data.demo import DEMO_DATASETS
 from pipeline.data.registry import configured_adapter, corpus_dataset, downstream, expand
 from pipeline.encoders.frozen import EncoderConfig, FrozenEncoder
-from pipeline.encoders.warmup import load_encoder, recorded_encoder_id
+from pipeline.encoders.warmup import load_encoder, stored_encoder_id
 from pipeline.errors import DatasetLayoutError, StoreMismatchError
 from pipeline.hashing import content_id
 from pipeline.masks import MissingType
@@ -67,12 +67,10 @@ class RunSpec(BaseModel):
 
 def prepare_encoder(spec: RunSpec) -> str:
     """The encoder's id (the demo encoder is warmed up and cached on first use; once it is, its
-    id is read from its record)."""
+    id is read off its stored weights without building it)."""
     settings = spec.settings()
     config = EncoderConfig(model=spec.model, pretrained=spec.pretrained)
-    return (
-        recorded_encoder_id(config, spec.store, settings.warmup, settings.demo) or spec.encoder().encoder_id
-    )
+    return stored_encoder_id(config, spec.store, settings.warmup, settings.demo) or spec.encoder().encoder_id
 
 
 def plan_extraction(spec: RunSpec, dataset: str, root: str | None) -> dict[str, Any]:

@@ -22,19 +22,6 @@ def checkpoint_exists(directory: str) -> bool:
     return exists(join(directory, CONFIG_FILE))
 
 
-def checkpoint_record(directory: str) -> dict[str, Any] | None:
-    """A committed checkpoint's JSON record without its tensors (None: no committed checkpoint)."""
-    return read_json(join(directory, CONFIG_FILE))
-
-
-def update_checkpoint_record(directory: str, extra: dict[str, Any]) -> None:
-    """Add entries to a committed checkpoint's record; its tensors stay as they are."""
-    record = checkpoint_record(directory)
-    if record is None:
-        raise FileNotFoundError(f"no committed checkpoint at {directory} (config.json is missing)")
-    write_json_atomic(join(directory, CONFIG_FILE), {**record, **extra})
-
-
 def save_checkpoint(directory: str, tensors: dict[str, torch.Tensor], config: dict[str, Any]) -> None:
     contiguous = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
     write_bytes_atomic(join(directory, TENSORS_FILE), save_safetensors(contiguous))

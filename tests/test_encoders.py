@@ -74,38 +74,43 @@ def _no_warmup(*args: object, **kwargs: object) -> torch.nn.Module:
     raise AssertionError("warmed up again")
 
 
-def test_a_cached_run_reads_the_encoder_id_from_its_record(
+def test_a_cached_run_reads_the_encoder_id_off_the_stored_weights(
     warm_store: Path, small_config: PipelineConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`prepare_encoder` names a warmed-up demo encoder without loading it; a record written
-    before the digest was recorded gets it on the next load; other encoders are not read."""
-    import json
+    """`prepare_encoder` names a warmed-up demo encoder without building it, by the weights in
+    the store: weights replaced there get their own id, as loading them would give."""
     import shutil
 
-    from pipeline.encoders.warmup import recorded_encoder_id
+    from pipeline.encoders.warmup import stored_encoder_id
     from pipeline.steps import RunSpec, prepare_encoder
+    from stores.checkpoints import load_checkpoint, save_checkpoint
 
     store = tmp_path / "store"
     shutil.copytree(warm_store / "encoders", store / "encoders")
     demo = EncoderConfig(model="mmr-tiny", pretrained="demo")
-    loaded = load_demo_encoder(str(store), small_config.warmup, small_config.demo, progress=False)
-    assert recorded_encoder_id(demo, str(store), small_config.warmup, small_config.demo) == loaded.encoder_id
 
-    record = Path(warmup_dir(str(store), small_config.warmup, small_config.demo)) / "config.json"
-    older = {key: value for key, value in json.loads(record.read_text()).items() if key != "digest"}
-    record.write_text(json.dumps(older))
-    assert recorded_encoder_id(demo, str(store), small_config.warmup, small_config.demo) is None
-    assert (
-        load_demo_encoder(str(store), small_config.warmup, small_config.demo).encoder_id == loaded.encoder_id
-    )
-    assert recorded_encoder_id(demo, str(store), small_config.warmup, small_config.demo) == loaded.encoder_id
+    def loaded_id() -> str:
+        return load_demo_encoder(
+            str(store), small_config.warmup, small_config.demo, progress=False
+        ).encoder_id
+
+    def stored_id() -> str | None:
+        return stored_encoder_id(demo, str(store), small_config.warmup, small_config.demo)
+
+    first = loaded_id()
+    assert stored_id() == first
+    directory = warmup_dir(str(store), small_config.warmup, small_config.demo)
+    tensors, meta = load_checkpoint(directory)
+    name = next(iter(tensors))
+    save_checkpoint(directory, {**tensors, name: tensors[name] + 1e-3}, meta)  # warmed up again elsewhere
+    assert stored_id() == loaded_id() != first
 
     random = EncoderConfig(model="mmr-tiny", pretrained="random")
-    assert recorded_encoder_id(random, str(store), small_config.warmup, small_config.demo) is None
-    assert recorded_encoder_id(demo, str(tmp_path / "empty"), small_config.warmup, small_config.demo) is None
+    assert stored_encoder_id(random, str(store), small_config.warmup, small_config.demo) is None
+    assert stored_encoder_id(demo, str(tmp_path / "empty"), small_config.warmup, small_config.demo) is None
 
-    def not_loaded(self: RunSpec) -> FrozenEncoder:
-        raise AssertionError("the encoder was loaded")
+    def not_built(self: RunSpec) -> FrozenEncoder:
+        raise AssertionError("the encoder was built")
 
-    monkeypatch.setattr(RunSpec, "encoder", not_loaded)
-    assert prepare_encoder(RunSpec(store=str(store), config="demo-small")) == loaded.encoder_id
+    monkeypatch.setattr(RunSpec, "encoder", not_built)
+    assert prepare_encoder(RunSpec(store=str(store), config="demo-small")) == stored_id()

@@ -15,7 +15,7 @@ import hashlib
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -70,8 +70,13 @@ class EncoderConfig(BaseModel):
 
 def state_digest(model: torch.nn.Module) -> str:
     """sha256 of every parameter and buffer, in name order: the identity of the weights."""
+    return tensors_digest(model.state_dict())
+
+
+def tensors_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """`state_digest` of a model whose state dict is `state` (a checkpoint's tensors, say)."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
+    for name, tensor in sorted(state.items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()

@@ -25,18 +25,13 @@ from pipeline.encoders.frozen import (
     encoder_id,
     open_clip_with_project_models,
     state_digest,
+    tensors_digest,
     tiny_model,
 )
 from pipeline.hashing import content_id
 from pipeline.progress import progress_bar
 from pipeline.version import code_version
-from stores.checkpoints import (
-    checkpoint_exists,
-    checkpoint_record,
-    load_checkpoint,
-    save_checkpoint,
-    update_checkpoint_record,
-)
+from stores.checkpoints import checkpoint_exists, load_checkpoint, save_checkpoint
 from stores.fs import join
 
 log = logging.getLogger(__name__)
@@ -130,14 +125,10 @@ def load_demo_encoder(
     directory = warmup_dir(store_url, config, demo)
     model, preprocess = tiny_model(config.model, device=device)
     if checkpoint_exists(directory):
-        tensors, record = load_checkpoint(directory)
+        tensors, _ = load_checkpoint(directory)
         model.load_state_dict(tensors)
-        digest = state_digest(model)
-        if "digest" not in record:  # warmed up by a release that did not record it
-            update_checkpoint_record(directory, {"digest": digest})
     else:
         trained = train_demo_encoder(config, demo, workers=workers, progress=progress)
-        digest = state_digest(trained)
         save_checkpoint(
             directory,
             trained.state_dict(),
@@ -146,26 +137,28 @@ def load_demo_encoder(
                 "demo": demo.model_dump(),
                 "format": WARMUP_FORMAT,
                 "code_version": code_version(),  # the release that trained it
-                "digest": digest,  # its encoder id, for `recorded_encoder_id`
             },
         )
         model.load_state_dict(trained.state_dict())
-    return FrozenEncoder(EncoderConfig(model=config.model, pretrained="demo"), model, preprocess, digest)
+    encoder_config = EncoderConfig(model=config.model, pretrained="demo")
+    return FrozenEncoder(encoder_config, model, preprocess, state_digest(model))
 
 
-def recorded_encoder_id(
+def stored_encoder_id(
     config: EncoderConfig, store_url: str, warmup: WarmupConfig | None = None, demo: DemoConfig | None = None
 ) -> str | None:
-    """The id `load_encoder` would give, read from the demo encoder's checkpoint record: a run
-    whose features are all stored needs no more of the encoder, and loading it costs seconds
-    (open_clip's import, the model, 29 MB of weights). None for other encoders, a demo encoder
-    not warmed up yet, or one warmed up by a release that did not record its digest."""
+    """The id `load_encoder` would give a demo encoder already warmed up in the store, from its
+    checkpoint's tensors alone: a run whose features are all stored needs no more of the encoder,
+    and building it costs seconds (open_clip's import, the model). Read from the weights, not
+    recorded beside them: a record would outlive weights replaced in the store. None for other
+    encoders, or a demo encoder not warmed up yet."""
     if config.pretrained != "demo":
         return None
-    record = checkpoint_record(warmup_dir(store_url, _for_model(warmup, config), demo or DemoConfig()))
-    if record is None or "digest" not in record:
+    directory = warmup_dir(store_url, _for_model(warmup, config), demo or DemoConfig())
+    if not checkpoint_exists(directory):
         return None
-    return encoder_id(config, record["digest"])
+    tensors, _ = load_checkpoint(directory)
+    return encoder_id(config, tensors_digest(tensors))
 
 
 def _for_model(warmup: WarmupConfig | None, config: EncoderConfig) -> WarmupConfig:
