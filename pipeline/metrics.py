@@ -9,6 +9,9 @@
 - binary tasks with metric `auroc` (Hateful Memes): ROC AUC of the positive class probability;
   NaN on a split that holds one class only. A task of more than two classes cannot ask for it
   (`DatasetInfo` refuses it).
+
+scikit-learn is imported where a score is computed (in the decoder processes): it takes about
+2 s, which a run that finds every evaluation in the store would spend for nothing.
 """
 
 from __future__ import annotations
@@ -16,8 +19,6 @@ from __future__ import annotations
 import numpy as np
 
 THRESHOLD = 0.5
-# scikit-learn is imported where a score is computed (in the decoder processes): it takes about
-# 2 s, which a run that finds every evaluation in the store would spend for nothing.
 
 
 def multilabel_scores(targets: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:

@@ -331,4 +331,3 @@ def test_entry_point_keeps_exit_codes(
         with pytest.raises(SystemExit) as stopped:
             main()
         assert stopped.value.code == status, (argv, capsys.readouterr())
-    capsys.readouterr()
