@@ -40,7 +40,7 @@ from pipeline.training.restorer import TrainConfig
 DEMO_TRAINING = TrainConfig(
     dit=DiTConfig(**DIT_PRESETS["demo"], retrieved=10),
     diffusion=DiffusionConfig(prediction="v_prediction"),
-    stage1_epochs=2, stage2_epochs=1, lr=2e-3, warmup_steps=50, checkpoint_every=100,
+    stage1_epochs=1.5, stage2_epochs=1, mutual_rows=64, lr=2e-3, warmup_steps=50, checkpoint_every=100,
 )  # fmt: skip
 # The demo restores each missing feature with the DiT's estimate of its posterior mean: one
 # DDIM step from the noise's mean (temperature 0; for a v-predictor the x0 estimate at t = T is

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from pipeline.config import PipelineConfig
 from pipeline.data.demo import DemoAdapter, DemoConfig
 from pipeline.encoders.frozen import EncoderConfig, FrozenEncoder, build_encoder, tiny_model
-from pipeline.encoders.warmup import load_demo_encoder, warmup_dir
+from pipeline.encoders.warmup import encode_text_to_longest, load_demo_encoder, warmup_dir
 
 
 def _encode(encoder: FrozenEncoder, samples: list) -> tuple[np.ndarray, np.ndarray]:
@@ -114,3 +114,17 @@ def test_a_cached_run_reads_the_encoder_id_off_the_stored_weights(
 
     monkeypatch.setattr(RunSpec, "encoder", not_built)
     assert prepare_encoder(RunSpec(store=str(store), config="demo-small")) == stored_id()
+
+
+def test_the_warm_up_reads_text_up_to_the_longest_caption_as_open_clip_reads_all_of_it() -> None:
+    from pipeline.encoders.frozen import open_clip_with_project_models
+
+    open_clip = open_clip_with_project_models()
+    torch.manual_seed(0)
+    model, _ = tiny_model("mmr-tiny")
+    captions = ["a red circle", "an image showing a little box in the bottom right and a big square"]
+    tokens = open_clip.get_tokenizer("mmr-tiny")(captions)
+    assert (tokens[:, -8:] == 0).all()  # padding to cut, so the two paths differ in what they compute
+    torch.testing.assert_close(
+        encode_text_to_longest(model, tokens), model.encode_text(tokens, normalize=True), atol=1e-5, rtol=0
+    )

@@ -74,6 +74,36 @@ def test_each_mutual_term_trains_the_other_direction_through_x0_hat() -> None:
         assert _grad_norm(i2t) > 0 and _grad_norm(t2i) > 0
 
 
+@pytest.mark.parametrize("mutual_rows", [None, 5])
+def test_stage_two_mutual_terms_see_the_first_mutual_rows_of_each_batch(
+    mutual_rows: int | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stage 1 has no mutual terms; in stage 2 they see the batch's first `mutual_rows` rows
+    (all of them when None), with their retrieved partners."""
+    from pipeline.training import restorer
+
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def recording(i2t, t2i, scheduler, image, text, t, *args: object) -> tuple[torch.Tensor, torch.Tensor]:
+        seen.append((image, args[-2]))  # the image rows and I2T's retrieved partners
+        return mutual_terms(i2t, t2i, scheduler, image, text, t, *args)
+
+    monkeypatch.setattr(restorer, "mutual_terms", recording)
+    images, texts = np.random.default_rng(0).normal(size=(2, 48, 16)).astype(np.float32)
+    config = restorer.TrainConfig(
+        dit=SMALL.model_copy(update={"retrieved": 2}), stage1_epochs=1, stage2_epochs=1, batch_size=16,
+        warmup_steps=1, checkpoint_every=100, mutual_rows=mutual_rows,
+    )  # fmt: skip
+    restorer.train_restorer(config, images, texts, RestorerStore(str(tmp_path), "dit-gating-s2-0123456789ab"),
+                            progress=False)  # fmt: skip
+    assert len(seen) == 3  # three stage-2 steps of 48 / 16, none in stage 1
+    diffusion_images = restorer.to_diffusion_space(torch.from_numpy(images))
+    for step, (image, partners) in enumerate(seen, start=3):
+        batch = restorer.batch_indices(48, 16, config.seed, step)[: mutual_rows or 16]
+        torch.testing.assert_close(image, diffusion_images[batch])
+        assert partners.shape == (len(batch), 2 * 16)
+
+
 def _train_command(config: Path, store: Path) -> list[str]:
     return [sys.executable, "-m", "flows.cli", "train", "--corpus", "demo", "--config", str(config),
             "--store", str(store)]  # fmt: skip

@@ -52,6 +52,10 @@ class TrainConfig(BaseModel):
     warmup_steps: int = Field(500, ge=0)
     grad_clip: float = 1.0
     tau: int = Field(50, ge=1)
+    # Rows of each stage-2 batch that the mutual terms see (its first ones, a random subset, since
+    # batches are random permutations); None: all of them. Four more passes through both DiTs make
+    # a stage-2 step three times a stage-1 step when they see the whole batch.
+    mutual_rows: int | None = Field(None, ge=1)
     seed: int = 0
     checkpoint_every: int = Field(200, ge=1)
 
@@ -197,12 +201,15 @@ def train_restorer(
             loss = loss_i2t + loss_t2i
             loss_mutual = torch.zeros((), device=device)
             if step >= stage2_from:
-                t_mutual = torch.randint(0, config.tau, size, generator=generator).to(device)
-                noise_image = torch.randn(image.shape, generator=generator).to(device)
-                noise_text = torch.randn(text.shape, generator=generator).to(device)
+                mutual = slice(0, config.mutual_rows)
+                mutual_image, mutual_text = image[mutual], text[mutual]
+                mutual_size = mutual_image.shape[:1]
+                t_mutual = torch.randint(0, config.tau, mutual_size, generator=generator).to(device)
+                noise_image = torch.randn(mutual_image.shape, generator=generator).to(device)
+                noise_text = torch.randn(mutual_text.shape, generator=generator).to(device)
                 i2t_term, t2i_term = mutual_terms(
-                    models["i2t"], models["t2i"], scheduler, image, text, t_mutual, noise_image, noise_text,
-                    config.tau, partners_i2t, partners_t2i,
+                    models["i2t"], models["t2i"], scheduler, mutual_image, mutual_text, t_mutual, noise_image,
+                    noise_text, config.tau, partners_i2t[mutual], partners_t2i[mutual],
                 )  # fmt: skip
                 loss_mutual = i2t_term + t2i_term
                 loss = loss + loss_mutual
