@@ -51,18 +51,11 @@ ABLATIONS: tuple[tuple[str | None, int | None, int | None], ...] = (
 
 def extract_datasets(spec: RunSpec, encoder_id: str, datasets: list[tuple[str, str | None]],
                      shards_per_task: int) -> list[dict[str, Any]]:  # fmt: skip
-    """Plan each dataset's store, then encode its missing shards as concurrent tasks.
-
-    The plans run as concurrent tasks too, and a dataset's shards are submitted as soon as its
-    plan is in: planning the demo corpus lists its 20,000 generated samples (7 s), time in which
-    the small datasets' shards are already encoding.
-    """
+    """Plan each dataset's store, then encode its missing shards as concurrent tasks."""
     plan_task, shard_task = tasks.plan_extraction, tasks.extract_shards
-    planned = [plan_task.submit(spec, name, root, encoder_id) for name, root in datasets]
-    plans, futures = [], []
-    for plan_future, (name, _) in zip(planned, datasets, strict=True):
-        plan = plan_future.result()
-        plans.append(plan)
+    plans = [plan_task(spec, name, root, encoder_id) for name, root in datasets]
+    futures = []
+    for plan, (name, _) in zip(plans, datasets, strict=True):
         todo = plan["todo"]
         for start in range(0, len(todo), shards_per_task):
             group = todo[start : start + shards_per_task]

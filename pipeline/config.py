@@ -37,6 +37,10 @@ from pipeline.training.restorer import TrainConfig
 # the corpus's habits (a kind of object's usual colour, the shape its caption names) and scored
 # within the seed spread of `zero` in 3 of the 6 demo cells; with them it clears `zero` in all
 # six, paired, at the same training cost (BENCHMARKS.md, "A retrieval-augmented DiT").
+# 1.5 + 1 epochs (195 steps), the mutual terms on 64 rows of each stage-2 batch: on the same
+# features the DiT scored as it did with 2 + 1 epochs and the whole batch (234 steps, all six
+# cells within the seed spread of each other) in 263 s instead of 390 (BENCHMARKS.md, "The demo
+# in 15 minutes").
 DEMO_TRAINING = TrainConfig(
     dit=DiTConfig(**DIT_PRESETS["demo"], retrieved=10),
     diffusion=DiffusionConfig(prediction="v_prediction"),
