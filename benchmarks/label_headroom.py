@@ -19,7 +19,7 @@ does not beat "available only" cannot beat zero-filling downstream, whatever the
 
 `--dit-key` reads the DiT's stored per-row restorations (`restorations/<dataset>/<encoder>/
 KEY/all-rows`, written by `mmr-pipeline run` or `restore`), e.g.
-`dit-gating-s2-<id>-S10-ddim-clip5-seed0`. STORE is a store that `mmr-pipeline run` filled.
+`dit-gating-s2-<id>-S10-ddim-seed0`. STORE is a store that `mmr-pipeline run` filled.
 """
 
 from __future__ import annotations

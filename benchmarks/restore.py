@@ -23,7 +23,10 @@ import time
 import torch
 
 from pipeline.diffusion.core import DiffusionConfig, sample
-from pipeline.models.dit import DIT_PRESETS, ConditionalDiT, DiTConfig, flops_per_sample
+from pipeline.models.dit import DIT_PRESETS, ConditionalDiT, DiTConfig, flops_per_sample, with_feature_dim
+
+# The feature width each preset is timed at: ViT-B-32's for `paper`, the demo encoder's for `demo`.
+ENCODER_WIDTHS = {"paper": 512, "demo": 128}
 
 STEPS = 50
 
@@ -89,7 +92,7 @@ def main() -> None:
     print("| DiT | batch | steps timed | samples/s (S=50) | vs per-sample loop | GFLOP/s | of matmul |")
     print("|---|---|---|---|---|---|---|")
     for preset in args.presets.split(","):
-        config = DiTConfig(**DIT_PRESETS[preset])
+        config = with_feature_dim(DiTConfig(**DIT_PRESETS[preset]), ENCODER_WIDTHS[preset])
         torch.manual_seed(0)
         model: torch.nn.Module = ConditionalDiT(config).to(device).eval()
         if args.compile:

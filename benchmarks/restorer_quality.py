@@ -39,6 +39,7 @@ import time
 import numpy as np
 
 from pipeline.config import load_config
+from pipeline.models.dit import with_feature_dim
 from pipeline.restoration import (
     CORPUS_RESTORERS,
     RestoreSettings,
@@ -170,7 +171,8 @@ def main() -> None:
     batch_size = 4096 if args.device.startswith("cuda") else settings.batch_size
 
     def score_dit(trained: RestorerStore, label: str, steps: str, seconds: str) -> None:
-        models, train_config = load_restorer_models(trained, args.device)
+        loaded = load_restorer_models(trained, args.device)
+        models, train_config = loaded.models, loaded.config
         for temperature in (float(value) for value in args.temperatures.split(",")):
             for draws in sorted({1, args.draws}) if temperature else [1]:
                 restorer = DiffusionRestorer(
@@ -197,7 +199,7 @@ def main() -> None:
             prediction = args.prediction or demo.diffusion.prediction
             config = demo.model_copy(
                 update={
-                    "dit": demo.dit.model_copy(update={"gating": variant}),
+                    "dit": with_feature_dim(demo.dit.model_copy(update={"gating": variant}), images.shape[1]),
                     "diffusion": demo.diffusion.model_copy(update={"prediction": prediction}),
                     "stage1_epochs": demo.stage1_epochs * scale,
                     "stage2_epochs": demo.stage2_epochs * scale,

@@ -132,11 +132,11 @@ def extract(
 
 
 def _train_config(
-    config: str | None, variant: str | None, stages: int | None, preset: str | None
+    config: str | None, variant: str | None, stages: int | None, preset: str | None, restorer: str = "dit"
 ) -> TrainConfig:
     from pipeline.config import load_config, training_config
 
-    return training_config(load_config(config), variant, stages, preset)
+    return training_config(load_config(config), variant, stages, preset, restorer)
 
 
 @app.command()
@@ -151,16 +151,27 @@ def train(
     variant: Annotated[str | None, typer.Option(help="gating (ours), adaln, concat or none.")] = None,
     stages: Annotated[int | None, typer.Option(help="1: L_base only; 2: then L_mutual too.")] = None,
     preset: Annotated[str | None, typer.Option(help="DiT size preset: demo or paper.")] = None,
+    restorer: Annotated[
+        str, typer.Option(help="dit (this project's variant) or dit-paper (the paper's method).")
+    ] = "dit",
     device: DeviceOption = "auto",
 ) -> None:
     """Train the I2T and T2I restorers on the corpus features (extracts them first if needed)."""
     _setup_logging()
     from pipeline.data.registry import corpus_dataset
+    from pipeline.encoders.frozen import EncoderConfig
+    from pipeline.errors import ConfigError
+    from pipeline.models.dit import with_feature_dim
     from pipeline.restoration import train as run_training
+    from pipeline.restorers import DIT_RESTORERS
 
+    if restorer not in DIT_RESTORERS:
+        raise ConfigError(f"--restorer {restorer!r}: choose one of {', '.join(DIT_RESTORERS)}")
     store = store or default_store()
     name = corpus_dataset(corpus)
-    train_config = _train_config(config, variant, stages, preset)  # a typo fails before any extraction
+    # A typo, or tokens that do not divide the encoder's width, fail before any extraction.
+    train_config = _train_config(config, variant, stages, preset, restorer)
+    with_feature_dim(train_config.dit, EncoderConfig(model=model, pretrained=pretrained).embed_dim)
     encoder_id = _features([(name, root)], store, model, pretrained, config, device, quiet_skips=True)
     trained, result = run_training(store, name, encoder_id, train_config, device=resolve_device(device))
     if result is None:
@@ -190,7 +201,10 @@ RecentreOption = Annotated[
     ),
 ]
 RestorerOption = Annotated[
-    str, typer.Option(help="dit, zero, mean, swap, swap_gap, knn, regression, oracle, a comma list, or all.")
+    str,
+    typer.Option(
+        help="dit-paper, dit, zero, mean, swap, swap_gap, knn, regression, oracle, a comma list, or all."
+    ),
 ]
 
 
@@ -201,28 +215,40 @@ def _restorations(
     recentre: bool | None = None,
 ) -> Iterator[tuple[str, str, RestoreResult]]:  # fmt: skip
     """Restore every (downstream dataset, restorer) pair, running upstream steps as needed."""
-    from pipeline.config import load_config, overridden
+    from pipeline.config import overridden
     from pipeline.data.registry import corpus_dataset, downstream
     from pipeline.restoration import restore as run_restore
     from pipeline.restoration import train as run_training
-    from pipeline.restorers import RESTORER_NAMES
-    from pipeline.steps import check_choices
+    from pipeline.restorers import DIT_RESTORERS, RESTORER_NAMES
+    from pipeline.steps import (
+        RunSpec,
+        check_choices,
+        check_feature_width,
+        distinct_restorers,
+        restore_settings,
+        training_config,
+    )
 
-    restorers = RESTORER_NAMES if restorer == "all" else tuple(restorer.split(","))
-    check_choices(list(restorers), [missing_type], [missing_rate])
-    settings = overridden(load_config(config).restore, steps=steps, samples=samples, recentre=recentre)
-    train_config = _train_config(config, variant, stages, None) if "dit" in restorers else None
+    spec = RunSpec(store=store, model=model, pretrained=pretrained, config=config, recentre=recentre)
+    chosen = list(RESTORER_NAMES) if restorer == "all" else restorer.split(",")
+    check_choices(chosen, [missing_type], [missing_rate])
+    restorers = distinct_restorers(spec, chosen)
+    check_feature_width(spec, restorers, variant, stages)
+    settings = {name: overridden(restore_settings(spec, name), steps=steps, samples=samples) for name in restorers}
+    train_configs = {name: training_config(spec, name, variant, stages) for name in restorers if name in DIT_RESTORERS}
     names = downstream([dataset])
     corpus_name = corpus_dataset(corpus)
     datasets = [(name, root) for name in names] + [(corpus_name, corpus_root)]
     encoder_id = _features(datasets, store, model, pretrained, config, device, quiet_skips=True)
-    trained = None
-    if train_config is not None:
-        trained, _ = run_training(store, corpus_name, encoder_id, train_config, device=resolve_device(device))
+    trained = {
+        name: run_training(store, corpus_name, encoder_id, train_config, device=resolve_device(device))[0]
+        for name, train_config in train_configs.items()
+    }
     for name in names:
         for restorer_name in restorers:
             result = run_restore(store, name, encoder_id, restorer_name, missing_rate, missing_type, seed,  # type: ignore[arg-type]
-                                 settings, corpus=corpus_name, trained=trained, device=resolve_device(device))  # fmt: skip
+                                 settings[restorer_name], corpus=corpus_name, trained=trained.get(restorer_name),
+                                 device=resolve_device(device))  # fmt: skip
             yield name, encoder_id, result
 
 
@@ -490,12 +516,12 @@ def run(
         model=model, pretrained=pretrained, config=config, device=device, steps=steps, ablations=ablations,
         recentre=recentre,
     )  # fmt: skip
-    training = result["training"]
-    if training and training["trained_now"]:
-        typer.echo(f"restorer {training['restorer_id']}: trained steps {training['resumed_from']} -> "
-                   f"{training['steps']} in {training['seconds']:.0f} s")  # fmt: skip
-    elif training:
-        typer.echo(f"restorer {training['restorer_id']}: already trained")
+    for name, training in result["trainings"].items():
+        if training["trained_now"]:
+            typer.echo(f"{name} restorer {training['restorer_id']}: trained steps {training['resumed_from']} -> "
+                       f"{training['steps']} in {training['seconds']:.0f} s")  # fmt: skip
+        else:
+            typer.echo(f"{name} restorer {training['restorer_id']}: already trained")
     for markdown in result["tables"].values():
         typer.echo(markdown)
     typer.echo(f"{result['evaluations']} evaluations, {result['computed']} computed now; report in "

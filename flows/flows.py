@@ -16,10 +16,12 @@ from prefect.futures import PrefectFuture, as_completed
 from flows import tasks
 from pipeline import steps
 from pipeline.data.registry import corpus_dataset, downstream, expand
+from pipeline.errors import ConfigError
 from pipeline.masks import MISSING_TYPES
 from pipeline.progress import progress_bar
+from pipeline.restorers import DIT_RESTORERS
 from pipeline.runtime import BENCHMARK_RESTORERS, default_store, resolve_device
-from pipeline.steps import RunSpec, check_run
+from pipeline.steps import RunSpec, check_run, distinct_restorers
 from stores.fs import join
 
 
@@ -93,18 +95,22 @@ def extract_flow(dataset: str = "demo", root: str | None = None, store: str | No
 @flow(name="train-restorer")
 def train_restorer_flow(corpus: str = "demo", root: str | None = None, store: str | None = None,
                         model: str = "mmr-tiny", pretrained: str = "demo", config: str | None = None,
-                        device: str = "auto", variant: str | None = None,
-                        stages: int | None = None) -> str:  # fmt: skip
-    """Train the I2T and T2I DiTs on a mid-stage corpus's features (extracting them if needed)."""
+                        device: str = "auto", variant: str | None = None, stages: int | None = None,
+                        restorer: str = "dit") -> str:  # fmt: skip
+    """Train the I2T and T2I DiTs of `restorer` (`dit`, ours, or `dit-paper`, the paper's method) on a
+    mid-stage corpus's features (extracting them if needed)."""
+    if restorer not in DIT_RESTORERS:
+        raise ConfigError(f"restorer {restorer!r}: choose one of {', '.join(DIT_RESTORERS)}")
     spec = _spec(store, model, pretrained, config, device)
+    check_run(spec, [], corpus, [restorer], [], [], None, variant, stages, None, root)
     encoder_id = tasks.prepare_encoder(spec)
     name = corpus_dataset(corpus)
     extract_datasets(spec, encoder_id, [(name, root)], shards_per_task=4)
-    return tasks.train_restorer(spec, name, encoder_id, variant, stages)["restorer_id"]
+    return tasks.train_restorer(spec, name, encoder_id, restorer, variant, stages)["restorer_id"]
 
 
 def restore_all(spec: RunSpec, encoder_id: str, datasets: list[str], restorers: list[str], eta: float,
-                missing_types: list[str], seeds: list[int], corpus: str, restorer_id: str | None,
+                missing_types: list[str], seeds: list[int], corpus: str, restorer_ids: dict[str, str],
                 variant: str | None, stages: int | None, steps_: int | None) -> list[PrefectFuture]:  # fmt: skip
     """Submit one restore task per (dataset, restorer, missing type, seed)."""
     restore_task = tasks.cached(tasks.restore, spec, tasks.restoration_stored)
@@ -116,7 +122,7 @@ def restore_all(spec: RunSpec, encoder_id: str, datasets: list[str], restorers: 
                 for seed in seeds:
                     future = restore_task.submit(
                         spec, dataset, encoder_id, restorer, eta, missing_type, seed, corpus,
-                        restorer_id if restorer == "dit" else None, variant, stages, steps_,
+                        restorer_ids.get(restorer), variant, stages, steps_,
                         wait_for=first,
                     )  # fmt: skip
                     # The first DiT restoration of a dataset samples every row once; the rest reuse it.
@@ -127,22 +133,26 @@ def restore_all(spec: RunSpec, encoder_id: str, datasets: list[str], restorers: 
 
 def _upstream(spec: RunSpec, datasets: list[str], roots: dict[str, str] | None, corpus: str,
               corpus_root: str | None, restorers: list[str], variant: str | None,
-              stages: int | None) -> tuple[str, dict[str, Any] | None]:  # fmt: skip
-    """Encoder, features of the datasets and the corpus, and the trained DiT when one is needed."""
+              stages: int | None) -> tuple[str, dict[str, dict[str, Any]]]:  # fmt: skip
+    """Encoder, features of the datasets and the corpus, and each DiT restorer's training."""
     encoder_id = tasks.prepare_encoder(spec)
     pairs = [(name, (roots or {}).get(name)) for name in datasets] + [(corpus, corpus_root)]
     extract_datasets(spec, encoder_id, pairs, shards_per_task=4)
-    training = None
-    if "dit" in restorers:  # not cached by Prefect: the step itself finds a finished restorer at once
-        training = tasks.train_restorer(spec, corpus, encoder_id, variant, stages)
-    return encoder_id, training
+    # Not cached by Prefect: the step itself finds a finished restorer at once.
+    trainings = {name: tasks.train_restorer(spec, corpus, encoder_id, name, variant, stages)
+                 for name in DIT_RESTORERS if name in restorers}  # fmt: skip
+    return encoder_id, trainings
+
+
+def _restorer_ids(trainings: dict[str, dict[str, Any]]) -> dict[str, str]:
+    return {name: training["restorer_id"] for name, training in trainings.items()}
 
 
 def _one_dataset_upstream(dataset: str, root: str | None, restorers: list[str], missing_types: list[str],
                           missing_rate: float, sampling_steps: int | None, corpus: str,
                           corpus_root: str | None, store: str | None, model: str, pretrained: str,
                           config: str | None, device: str, variant: str | None,
-                          stages: int | None) -> tuple[RunSpec, list[str], str, str, str | None]:  # fmt: skip
+                          stages: int | None) -> tuple[RunSpec, list[str], str, str, dict[str, str]]:  # fmt: skip
     """Checked choices, the run spec, the dataset's members, and their encoder and DiT ids."""
     spec = _spec(store, model, pretrained, config, device)
     names = downstream([dataset])
@@ -150,8 +160,8 @@ def _one_dataset_upstream(dataset: str, root: str | None, restorers: list[str], 
     check_run(spec, [dataset], corpus, restorers, missing_types, [missing_rate], sampling_steps, variant, stages,
               roots, corpus_root)  # fmt: skip
     corpus = corpus_dataset(corpus)
-    encoder_id, training = _upstream(spec, names, roots, corpus, corpus_root, restorers, variant, stages)
-    return spec, names, corpus, encoder_id, training["restorer_id"] if training else None
+    encoder_id, trainings = _upstream(spec, names, roots, corpus, corpus_root, restorers, variant, stages)
+    return spec, names, corpus, encoder_id, _restorer_ids(trainings)
 
 
 @flow(name="restore")
@@ -163,12 +173,12 @@ def restore_flow(dataset: str = "demo", root: str | None = None, missing_rate: f
                  stages: int | None = None, steps: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """Restore the masked modalities of a dataset with each restorer; a table of cosine to truth."""
     missing_types, seeds, restorers = missing_types or ["both"], seeds or [0], restorers or ["dit"]
-    spec, names, corpus, encoder_id, restorer_id = _one_dataset_upstream(
+    spec, names, corpus, encoder_id, restorer_ids = _one_dataset_upstream(
         dataset, root, restorers, missing_types, missing_rate, steps, corpus, corpus_root, store, model,
         pretrained, config, device, variant, stages,
     )  # fmt: skip
-    futures = restore_all(spec, encoder_id, names, restorers, missing_rate, missing_types, seeds, corpus,
-                          restorer_id, variant, stages, steps)  # fmt: skip
+    futures = restore_all(spec, encoder_id, names, distinct_restorers(spec, restorers), missing_rate, missing_types,
+                          seeds, corpus, restorer_ids, variant, stages, steps)  # fmt: skip
     manifests = [future.result() for future in _progress(futures, "restore")]
     rows = [{"dataset": m["dataset"], "restorer": m["restorer"], "missing_type": m["missing_type"],
              "seed": m["mask_seed"], **{k: round(v, 4) for k, v in m["quality"].items() if "test" in k}}
@@ -186,26 +196,26 @@ def evaluate_flow(dataset: str = "demo", root: str | None = None, missing_rate: 
                   variant: str | None = None, stages: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """Restore, train the decoder, score the test split and append the results, per restorer."""
     missing_types, seeds, restorers = missing_types or ["both"], seeds or [0], restorers or ["dit"]
-    spec, names, corpus, encoder_id, restorer_id = _one_dataset_upstream(
+    spec, names, corpus, encoder_id, restorer_ids = _one_dataset_upstream(
         dataset, root, restorers, missing_types, missing_rate, steps, corpus, corpus_root, store, model,
         pretrained, config, device, variant, stages,
     )  # fmt: skip
-    evaluations = evaluate_all(spec, encoder_id, names, restorers, [missing_rate], missing_types, seeds,
-                               corpus, restorer_id, variant, stages, steps)  # fmt: skip
+    evaluations = evaluate_all(spec, encoder_id, names, distinct_restorers(spec, restorers), [missing_rate],
+                               missing_types, seeds, corpus, restorer_ids, variant, stages, steps)  # fmt: skip
     create_table_artifact(_score_rows(evaluations), key="evaluate", description="Test scores per restorer")
     return evaluations
 
 
 def evaluate_all(spec: RunSpec, encoder_id: str, datasets: list[str], restorers: list[str],
                  missing_rates: list[float], missing_types: list[str], seeds: list[int], corpus: str,
-                 restorer_id: str | None, variant: str | None, stages: int | None,
+                 restorer_ids: dict[str, str], variant: str | None, stages: int | None,
                  steps_: int | None) -> list[dict[str, Any]]:  # fmt: skip
     """Restore then evaluate every combination; evaluations start as their restorations finish."""
     evaluate_task = tasks.cached(tasks.evaluate, spec, tasks.evaluation_stored)
     futures = []
     for eta in missing_rates:
         restorations = restore_all(spec, encoder_id, datasets, restorers, eta, missing_types, seeds, corpus,
-                                   restorer_id, variant, stages, steps_)  # fmt: skip
+                                   restorer_ids, variant, stages, steps_)  # fmt: skip
         futures += [evaluate_task.submit(spec, restoration) for restoration in restorations]
     evaluations = []
     for future in _progress(futures, "restore + evaluate"):
@@ -270,15 +280,15 @@ def benchmark_flow(datasets: list[str] | None = None, missing_rates: list[float]
     check_run(spec, datasets, corpus, restorers, missing_types, missing_rates, steps, variant, stages, roots,
               corpus_root)  # fmt: skip
     names, corpus = downstream(datasets), corpus_dataset(corpus)
-    encoder_id, training = _upstream(spec, names, roots, corpus, corpus_root, restorers, variant, stages)
-    restorer_id = training["restorer_id"] if training else None
+    restorers = distinct_restorers(spec, restorers)
+    encoder_id, trainings = _upstream(spec, names, roots, corpus, corpus_root, restorers, variant, stages)
     evaluations = evaluate_all(spec, encoder_id, names, restorers, missing_rates, missing_types, seeds, corpus,
-                               restorer_id, variant, stages, steps)  # fmt: skip
+                               _restorer_ids(trainings), variant, stages, steps)  # fmt: skip
     if ablations and "dit" in restorers:
         for ablated_variant, ablated_stages, ablated_steps in ABLATIONS:
-            trained = tasks.train_restorer(spec, corpus, encoder_id, ablated_variant, ablated_stages)
+            trained = tasks.train_restorer(spec, corpus, encoder_id, "dit", ablated_variant, ablated_stages)
             evaluations += evaluate_all(spec, encoder_id, names, ["dit"], missing_rates, missing_types, seeds,
-                                        corpus, trained["restorer_id"], ablated_variant, ablated_stages,
+                                        corpus, {"dit": trained["restorer_id"]}, ablated_variant, ablated_stages,
                                         ablated_steps)  # fmt: skip
     fresh = sum(not evaluation["cached"] for evaluation in evaluations)
     logger.info("%d evaluations (%d computed, %d found in the store)", len(evaluations), fresh,
@@ -292,5 +302,5 @@ def benchmark_flow(datasets: list[str] | None = None, missing_rates: list[float]
         encoder_id=encoder_id,
         recentre=recentre,
     )
-    return {"encoder_id": encoder_id, "training": training, "evaluations": len(evaluations),
+    return {"encoder_id": encoder_id, "trainings": trainings, "evaluations": len(evaluations),
             "computed": fresh, **written}  # fmt: skip

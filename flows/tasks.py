@@ -131,11 +131,11 @@ def extract_shards(spec: RunSpec, dataset: str, encoder_id: str, shards: list[in
     return steps.extract_shards(spec, dataset, shards)
 
 
-@task(name="train-restorer", task_run_name="train-restorer-{corpus}-{variant}-s{stages}")
+@task(name="train-restorer", task_run_name="train-{restorer}-on-{corpus}")
 def train_restorer(
-    spec: RunSpec, corpus: str, encoder_id: str, variant: str | None, stages: int | None
+    spec: RunSpec, corpus: str, encoder_id: str, restorer: str, variant: str | None, stages: int | None
 ) -> dict[str, Any]:
-    return steps.train_restorer(spec, corpus, encoder_id, variant, stages)
+    return steps.train_restorer(spec, corpus, encoder_id, restorer, variant, stages)
 
 
 @task(name="restore", task_run_name="restore-{dataset}-{restorer}-{missing_type}-seed{seed}")

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 # DDIM keys only (other solvers are variants of their own), with their starting-noise
 # temperature, draws and recentring.
 VARIANT_PATTERN = re.compile(
-    r"^(?P<restorer_id>dit-(?P<gating>[a-z]+)-s(?P<stages>\d)-[0-9a-f]+)-S(?P<steps>\d+)-ddim(-clip[\d.e+-]+)?"
+    r"^(?P<restorer_id>dit-(?P<gating>[a-z]+)-s(?P<stages>\d)-[0-9a-f]+)-S(?P<steps>\d+)-ddim(-cliprange)?"
     r"(-T(?P<temperature>[\d.e+-]+))?(-avg(?P<samples>\d+))?(?P<recentred>-rc)?-seed\d+$"
 )
 

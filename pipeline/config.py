@@ -41,10 +41,13 @@ from pipeline.training.restorer import TrainConfig
 # features the DiT scored as it did with 2 + 1 epochs and the whole batch (234 steps, all six
 # cells within the seed spread of each other) in 263 s instead of 390 (BENCHMARKS.md, "The demo
 # in 15 minutes").
+# Its mutual terms see a separate t drawn in [0, tau) for each of 64 rows (`resampled`), where
+# the paper's see the batch's own samples at t < tau: about 5 of 256 rows a step.
 DEMO_TRAINING = TrainConfig(
     dit=DiTConfig(**DIT_PRESETS["demo"], retrieved=10),
     diffusion=DiffusionConfig(prediction="v_prediction"),
-    stage1_epochs=1.5, stage2_epochs=1, mutual_rows=64, lr=2e-3, warmup_steps=50, checkpoint_every=100,
+    stage1_epochs=1.5, stage2_epochs=1, mutual_rows=64, mutual_timesteps="resampled", lr=2e-3, warmup_steps=50,
+    checkpoint_every=100,
 )  # fmt: skip
 # The demo restores each missing feature with the DiT's estimate of its posterior mean: one
 # DDIM step from the noise's mean (temperature 0; for a v-predictor the x0 estimate at t = T is
@@ -55,7 +58,8 @@ DEMO_TRAINING = TrainConfig(
 # fitted on the same downstream train features as `mean` and `swap_gap`. The demo's downstream
 # captions use templates the corpus never shows; zero-shot, every corpus restorer pays that
 # offset in cosine and `swap_gap` does not (BENCHMARKS.md, "Recentring").
-DEMO_RESTORE = RestoreSettings(steps=1, temperature=0.0, recentre=True)
+# Its x0 estimate is clipped to the training targets' range.
+DEMO_RESTORE = RestoreSettings(steps=1, temperature=0.0, clip_x0=True, recentre=True)
 # The demo's decoder: the recipe's defaults (AdamW, x0.1 at the midpoint, 20 epochs in batches
 # of 64: 320 steps on the demo's 1,000 train rows) with a narrower model and twice the learning
 # rate. Batches of 256 (80 steps) left it under-trained: every restorer, `oracle` included,
@@ -145,12 +149,40 @@ def merged(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any
     return out
 
 
+# What `dit-paper` takes from a config: the DiT's size and the training budget, so that the paper's
+# method runs at the demo's size in the demo's minutes. Every other value is `configs/paper.json`'s.
+DIT_SIZE = ("n_tokens", "width", "depth", "heads", "mlp_ratio", "n_probes")
+TRAINING_BUDGET = ("stage1_epochs", "stage2_epochs", "batch_size", "lr", "warmup_steps", "weight_decay",
+                   "grad_clip", "seed", "checkpoint_every")  # fmt: skip
+SAMPLING_BUDGET = ("batch_size", "seed")
+
+
+def paper_method(settings: PipelineConfig) -> tuple[TrainConfig, RestoreSettings]:
+    """How `dit-paper` is trained and sampled under `settings`: the paper's method (the `paper`
+    preset's prediction, schedule, mutual learning, sampler, no retrieval, recentring or clip) at
+    `settings`' DiT size and training budget. Under the `paper` preset it is that preset's."""
+    paper = _load_config("paper")
+    train, restore = settings.restorer, settings.restore
+    dit = paper.restorer.dit.model_copy(update={name: getattr(train.dit, name) for name in DIT_SIZE})
+    budget = {name: getattr(train, name) for name in TRAINING_BUDGET}
+    return (
+        paper.restorer.model_copy(update={"dit": dit, **budget}),
+        paper.restore.model_copy(update={name: getattr(restore, name) for name in SAMPLING_BUDGET}),
+    )
+
+
+def restorer_settings(settings: PipelineConfig, restorer: str) -> tuple[TrainConfig, RestoreSettings]:
+    """How DiT restorer `restorer` (`dit-paper` or `dit`) is trained and sampled under `settings`."""
+    return paper_method(settings) if restorer == "dit-paper" else (settings.restorer, settings.restore)
+
+
 def training_config(
-    settings: PipelineConfig, variant: str | None = None, stages: int | None = None, preset: str | None = None
-) -> TrainConfig:
-    """The restorer's training config: the settings', with a DiT size preset, gating variant and
+    settings: PipelineConfig, variant: str | None = None, stages: int | None = None, preset: str | None = None,
+    restorer: str = "dit",
+) -> TrainConfig:  # fmt: skip
+    """DiT restorer `restorer`'s training config, with a DiT size preset, gating variant and
     number of stages set where given."""
-    train = settings.restorer
+    train = restorer_settings(settings, restorer)[0]
     dit = train.dit.model_dump()
     if preset:
         if preset not in DIT_PRESETS:

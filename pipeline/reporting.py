@@ -22,6 +22,7 @@ import torch
 
 from pipeline import plots
 from pipeline.ablations import SINGLE_DRAW, DitSampling, ablation_tables, is_reference, reference_steps
+from pipeline.config import PipelineConfig, paper_method
 from pipeline.diffusion.core import to_diffusion_space
 from pipeline.hashing import content_id
 from pipeline.metrics import gap_closed
@@ -73,12 +74,17 @@ def seed_scores(
 
     When one (restorer, dataset, type, seed) was evaluated more than once, its latest run counts.
     Of the DiT variants only the reference counts: gating, both stages, S = `dit_steps` (None:
-    the most evaluated S), sampled as `sampling` says. Another restorer evaluated in several
+    the most evaluated S), sampled as `sampling` says; of `dit-paper`'s, S = `dit_steps` (None:
+    the paper's 50) sampled as the paper does. Another restorer evaluated in several
     variants (`knn` with two k, say) gets a row per variant, named by it: one cell averaging
     both variants' seeds would mix two restorers.
     """
     by_variant: dict[tuple[str, str, str, str], dict[int, float]] = defaultdict(dict)
-    steps = reference_steps(root, selection, dit_steps, sampling)
+    paper_restore = paper_method(PipelineConfig())[1]
+    references = {  # each DiT row's evaluations: `dit` as the config samples, `dit-paper` as the paper does
+        "dit": (reference_steps(root, selection, dit_steps, sampling), sampling),
+        "dit-paper": (dit_steps or paper_restore.steps, DitSampling.from_settings(paper_restore)),
+    }
     for dataset, metric in headline_metrics(root, selection).items():
         where, parameters = selection.where(dataset)
         _, rows = query(
@@ -93,9 +99,9 @@ def seed_scores(
         )
         for restorer, variant, missing_type, seed, value in rows:
             if (
-                restorer == "dit"
+                restorer in references
                 and (variant or "").startswith("dit-")
-                and not is_reference(variant, steps, sampling)
+                and not is_reference(variant, *references[restorer])
             ):
                 continue  # other DiT variants (ablations, K-draw averages, other solvers) are not Table 1
             by_variant[(restorer, variant or restorer, dataset, missing_type)][seed] = value
@@ -354,7 +360,8 @@ def _feature_figures(root: str, restoration: dict, out: Path) -> list[Path]:
 
 def _gate_figure(root: str, restoration: dict, out: Path) -> list[Path]:
     restorer_id = restoration["restorer_key"].split("-S")[0]
-    models, config = load_restorer_models(RestorerStore(root, restorer_id))
+    trained = load_restorer_models(RestorerStore(root, restorer_id))
+    models, config = trained.models, trained.config
     if config.dit.gating != "gating":
         return []
     features = FeatureStore(root, restoration["dataset"], restoration["encoder_id"]).read_arrays()

@@ -21,8 +21,10 @@ from pipeline.diffusion.core import Sampler
 from pipeline.errors import ConfigError
 from pipeline.hashing import content_id
 from pipeline.masks import MissingType, draw_masks, mask_name
+from pipeline.models.dit import with_feature_dim
 from pipeline.restorers import (
     DIRECTIONS,
+    DIT_RESTORERS,
     RESTORER_NAMES,
     DiffusionRestorer,
     Direction,
@@ -58,8 +60,9 @@ class RestoreSettings(BaseModel):
     # Samples per DDIM batch: 256 is the fastest on the 2-core CPU (BENCHMARKS.md); raise it on a GPU.
     batch_size: int = Field(256, ge=1)
     knn_k: int = Field(10, ge=1)
-    # DDIM's x0 estimate is clipped to +-clip_x0 in diffusion space (unit variance per dim).
-    clip_x0: float | None = Field(5.0, gt=0)
+    # dit: clip DDIM's x0 estimate to the training targets' range (`TrainedRestorer.x0_range`),
+    # which no feature like a trained one leaves; off, the paper's sampling, clips nothing.
+    clip_x0: bool = False
     # dit: average this many independent DDIM draws per sample (1 = the paper's single draw).
     samples: int = Field(1, ge=1)
     # dit: scale of the starting noise z_T (1 = the paper's sampling). 0 starts from its mean:
@@ -81,7 +84,7 @@ class RestoreSettings(BaseModel):
 
 # Restorers whose output for a row depends only on that row's available feature (and seed), and
 # that cost enough to restore every row once and let each mask select: see `RestoredRows`.
-PER_ROW_RESTORERS = frozenset({"dit", "knn", "regression"})
+PER_ROW_RESTORERS = frozenset({*DIT_RESTORERS, "knn", "regression"})
 # Restorers that learn from the mid-stage corpus (and so may be recentred on the downstream data).
 CORPUS_RESTORERS = PER_ROW_RESTORERS
 
@@ -94,11 +97,20 @@ def corpus_pairs(root: str, corpus: str, encoder_id: str) -> tuple[np.ndarray, n
     return arrays["image_emb"][both], arrays["text_emb"][both], store.manifest()
 
 
+def resolved_training(root: str, corpus: str, encoder_id: str, config: TrainConfig) -> TrainConfig:
+    """`config` with the DiT's feature width D set to that of the stored corpus features."""
+    manifest = FeatureStore(root, corpus, encoder_id).manifest()
+    if manifest is None:
+        raise ConfigError(f"no features of {corpus} by encoder {encoder_id} in {root}: extract them first")
+    return config.model_copy(update={"dit": with_feature_dim(config.dit, manifest["embed_dim"])})
+
+
 def restorer_store(root: str, corpus: str, encoder_id: str, config: TrainConfig) -> RestorerStore:
     """Where the DiT trained with `config` on `corpus` features lives (a content-addressed id)."""
     manifest = FeatureStore(root, corpus, encoder_id).manifest() or {}
+    resolved = resolved_training(root, corpus, encoder_id, config)
     digest = content_id(
-        config, corpus, manifest.get("dataset_fingerprint"), encoder_id, code_version(), length=12
+        resolved, corpus, manifest.get("dataset_fingerprint"), encoder_id, code_version(), length=12
     )
     return RestorerStore(root, f"dit-{config.dit.gating}-s{config.stages}-{digest}")
 
@@ -114,8 +126,9 @@ def train(
         return store, None
     images, texts, _ = corpus_pairs(root, corpus, encoder_id)
     result = train_restorer(
-        config, images, texts, store, device=device, progress=progress, stop_after=stop_after
-    )
+        resolved_training(root, corpus, encoder_id, config), images, texts, store, device=device,
+        progress=progress, stop_after=stop_after,
+    )  # fmt: skip
     return store, result
 
 
@@ -133,9 +146,9 @@ def restorer_key(
     mask (its own folder) and the features restored (recorded in its manifest). `fitted_on` is the
     `corpus_label` of a `knn` or `regression` restorer."""
     recentred = "-rc" if settings.recentre and name in CORPUS_RESTORERS else ""
-    if name == "dit":
+    if name in DIT_RESTORERS:
         assert trained is not None
-        clip = f"-clip{settings.clip_x0:g}" if settings.clip_x0 else ""
+        clip = "-cliprange" if settings.clip_x0 else ""
         start = f"-T{settings.temperature:g}" if settings.temperature != 1 else ""
         draws = f"-avg{settings.samples}" if settings.samples > 1 else ""
         return (
@@ -196,17 +209,18 @@ def build_restorer(
             restorer = RegressionRestorer.fit(*corpus, seed=settings.seed)
     else:
         if trained is None:
-            raise ConfigError("restorer dit needs a trained restorer: run `mmr-pipeline train` first")
-        models, config = load_restorer_models(trained, device)
+            raise ConfigError(f"restorer {name} needs a trained restorer: run `mmr-pipeline train` first")
+        loaded = load_restorer_models(trained, device)
+        config = loaded.config
         if config.dit.retrieved and corpus is None:
             raise ConfigError(
-                f"restorer dit {trained.restorer_id} retrieves from its mid-stage corpus: pass --corpus"
+                f"restorer {name} {trained.restorer_id} retrieves from its mid-stage corpus: pass --corpus"
             )
         restorer = DiffusionRestorer(
-            models, config.diffusion, steps=settings.steps, sampler=settings.sampler,
-            batch_size=settings.batch_size, device=device, seed=settings.seed, clip_x0=settings.clip_x0,
-            n_samples=settings.samples, temperature=settings.temperature,
-            corpus=corpus, retrieved=config.dit.retrieved,
+            loaded.models, config.diffusion, steps=settings.steps, sampler=settings.sampler,
+            batch_size=settings.batch_size, device=device, seed=settings.seed,
+            clip_x0=loaded.x0_range if settings.clip_x0 else None, n_samples=settings.samples,
+            temperature=settings.temperature, corpus=corpus, retrieved=config.dit.retrieved,
         )  # fmt: skip
     if not settings.recentre:
         return restorer

@@ -23,7 +23,10 @@ from pipeline.retrieval import nearest_rows, with_retrieved
 
 Direction = Literal["i2t", "t2i"]
 DIRECTIONS: tuple[Direction, ...] = ("i2t", "t2i")
-RESTORER_NAMES = ("dit", "zero", "mean", "swap", "swap_gap", "knn", "regression", "oracle")
+# The two diffusion restorers: `dit-paper`, the paper's method as written, and `dit`, this
+# project's variant of it (each config says how each is trained and sampled: `pipeline.config`).
+DIT_RESTORERS = ("dit-paper", "dit")
+RESTORER_NAMES = (*DIT_RESTORERS, "zero", "mean", "swap", "swap_gap", "knn", "regression", "oracle")
 
 
 def missing_and_available(direction: Direction) -> tuple[str, str]:
@@ -166,6 +169,9 @@ class OracleRestorer:
 class DiffusionRestorer:
     """The trained conditional DiTs, sampled with S deterministic steps, batched.
 
+    `clip_x0` (by direction): DDIM clips its x0 estimate to +- that, in diffusion space; pass
+    the trained restorer's `x0_range`, within which every training target lies, or None.
+
     A retrieval-augmented DiT (trained with `retrieved` = k > 0) is handed k and the corpus it
     was trained on: each condition is followed by the partner features of its k nearest pairs.
     With k = 0 a corpus is not needed, and one passed is not kept.
@@ -182,7 +188,7 @@ class DiffusionRestorer:
         batch_size: int = 1024,
         device: torch.device | str = "cpu",
         seed: int = 0,
-        clip_x0: float | None = 5.0,
+        clip_x0: dict[str, float] | None = None,
         n_samples: int = 1,
         temperature: float = 1.0,
         corpus: tuple[np.ndarray, np.ndarray] | None = None,
@@ -232,7 +238,7 @@ class DiffusionRestorer:
                             self.diffusion,
                             self.steps,
                             self.sampler,
-                            self.clip_x0,
+                            self.clip_x0[direction] if self.clip_x0 else None,
                             self.temperature,
                             available.shape[1],
                         )

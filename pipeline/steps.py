@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from pipeline.config import PipelineConfig, load_config, overridden
+from pipeline.config import PipelineConfig, load_config, overridden, restorer_settings
 from pipeline.config import training_config as config_training
 from pipeline.data.adapter import DatasetAdapter
 from pipeline.data.demo import DEMO_DATASETS
@@ -103,12 +103,13 @@ def extract_shards(spec: RunSpec, dataset: str, shards: list[int]) -> int:
     return len(rows)
 
 
-def train_restorer(spec: RunSpec, corpus: str, encoder_id: str, variant: str | None = None,
+def train_restorer(spec: RunSpec, corpus: str, encoder_id: str, restorer: str = "dit", variant: str | None = None,
                    stages: int | None = None) -> dict[str, Any]:  # fmt: skip
-    """Train (or resume, or find) the DiT pair on the corpus features: its id and what was done."""
+    """Train (or resume, or find) DiT restorer `restorer`'s pair on the corpus features: its id
+    and what was done."""
     from pipeline.restoration import train
 
-    trained, result = train(spec.store, corpus, encoder_id, training_config(spec, variant, stages),
+    trained, result = train(spec.store, corpus, encoder_id, training_config(spec, restorer, variant, stages),
                             device=spec.device, progress=True)  # fmt: skip
     if result is None:
         return {"restorer_id": trained.restorer_id, "trained_now": False}
@@ -118,9 +119,31 @@ def train_restorer(spec: RunSpec, corpus: str, encoder_id: str, variant: str | N
             "steps": result.steps, "seconds": result.seconds}  # fmt: skip
 
 
-def training_config(spec: RunSpec, variant: str | None, stages: int | None) -> TrainConfig:
-    """The restorer's training config of this run, with the gating variant and stages set."""
-    return config_training(spec.settings(), variant, stages)
+def training_config(spec: RunSpec, restorer: str, variant: str | None, stages: int | None) -> TrainConfig:
+    """DiT restorer `restorer`'s training config of this run, with the gating variant and stages set."""
+    return config_training(spec.settings(), variant, stages, restorer=restorer)
+
+
+def distinct_restorers(spec: RunSpec, restorers: list[str]) -> list[str]:
+    """`restorers` without `dit` where this run's config makes it the paper's method (the `paper`
+    preset does): `dit-paper` already trains and samples exactly that DiT."""
+    if not {"dit", "dit-paper"} <= set(restorers):
+        return restorers
+    if restorer_settings(spec.settings(), "dit") != restorer_settings(spec.settings(), "dit-paper"):
+        return restorers
+    log.info("dit is the paper's method under config %s: its row is dit-paper", spec.config)
+    return [name for name in restorers if name != "dit"]
+
+
+def check_feature_width(spec: RunSpec, restorers: list[str], variant: str | None, stages: int | None) -> None:
+    """Each DiT's tokens divide the encoder's feature width: one line now, not at the first step."""
+    from pipeline.encoders.frozen import EncoderConfig
+    from pipeline.models.dit import with_feature_dim
+    from pipeline.restorers import DIT_RESTORERS
+
+    width = EncoderConfig(model=spec.model, pretrained=spec.pretrained).embed_dim
+    for restorer in set(restorers) & set(DIT_RESTORERS):
+        with_feature_dim(training_config(spec, restorer, variant, stages).dit, width)
 
 
 def check_choices(restorers: list[str], missing_types: list[str], missing_rates: list[float]) -> None:
@@ -149,8 +172,9 @@ def check_run(spec: RunSpec, datasets: list[str], corpus: str, restorers: list[s
     names = downstream(datasets)
     corpus_name = corpus_dataset(corpus)
     expand(corpus_name)
-    restore_settings(spec, sampling_steps)
-    training_config(spec, variant, stages)
+    for restorer in restorers:
+        restore_settings(spec, restorer, sampling_steps)
+    check_feature_width(spec, restorers, variant, stages)
     # Each adapter as extraction will build it: a missing --root, a layout file that is not there
     # or an option value out of range shows now, not after the demo encoder's minutes of warm-up.
     settings = spec.settings()
@@ -170,8 +194,10 @@ def check_run(spec: RunSpec, datasets: list[str], corpus: str, restorers: list[s
     configured_adapter(corpus_name, corpus_root, settings)
 
 
-def restore_settings(spec: RunSpec, steps: int | None = None) -> RestoreSettings:
-    return overridden(spec.settings().restore, steps=steps)
+def restore_settings(spec: RunSpec, restorer: str, steps: int | None = None) -> RestoreSettings:
+    """How `restorer` restores in this run: `dit-paper` samples as the paper does, every other
+    restorer as the config says; `steps` sets S of either DiT."""
+    return overridden(restorer_settings(spec.settings(), restorer)[1], steps=steps)
 
 
 def restore(spec: RunSpec, dataset: str, encoder_id: str, restorer: str, eta: float,
@@ -184,17 +210,19 @@ def restore(spec: RunSpec, dataset: str, encoder_id: str, restorer: str, eta: fl
     if trained is not None and not trained.is_complete():
         raise RuntimeError(f"restorer {trained.restorer_id} is not trained: run train-restorer first")
     result = run_restore(spec.store, dataset, encoder_id, restorer, eta, missing_type, seed,
-                         restore_settings(spec, steps), corpus=corpus, trained=trained,
+                         restore_settings(spec, restorer, steps), corpus=corpus, trained=trained,
                          device=spec.device)  # fmt: skip
     return {**result.manifest, "cached": result.cached}
 
 
 def _trained(spec: RunSpec, restorer: str, corpus: str, encoder_id: str, variant: str | None,
              stages: int | None) -> RestorerStore | None:  # fmt: skip
-    """The DiT checkpoints a `dit` restoration samples from (None for other restorers)."""
-    if restorer != "dit":
+    """The DiT checkpoints a `dit` or `dit-paper` restoration samples from (None for other restorers)."""
+    from pipeline.restorers import DIT_RESTORERS
+
+    if restorer not in DIT_RESTORERS:
         return None
-    return restorer_store(spec.store, corpus, encoder_id, training_config(spec, variant, stages))
+    return restorer_store(spec.store, corpus, encoder_id, training_config(spec, restorer, variant, stages))
 
 
 def restoration_stored(spec: RunSpec, dataset: str, encoder_id: str, restorer: str, eta: float,
@@ -207,7 +235,7 @@ def restoration_stored(spec: RunSpec, dataset: str, encoder_id: str, restorer: s
 
     trained = _trained(spec, restorer, corpus, encoder_id, variant, stages)
     output = restoration_output(spec.store, dataset, encoder_id, restorer, eta, missing_type, seed,
-                                restore_settings(spec, steps), trained, corpus)  # fmt: skip
+                                restore_settings(spec, restorer, steps), trained, corpus)  # fmt: skip
     features = FeatureStore(spec.store, dataset, encoder_id).manifest()
     return features is not None and output.finished(features["dataset_fingerprint"]) is not None
 

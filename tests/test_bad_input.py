@@ -272,6 +272,25 @@ def test_run_refuses_an_adapter_option_out_of_range_before_any_step(tmp_path: Pa
     assert not store.exists()
 
 
+@pytest.mark.parametrize("command", [["run"], ["train"], ["restore", "--restorer", "dit-paper"]])
+def test_dit_tokens_that_do_not_divide_the_encoders_width_are_refused_before_any_step(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """The demo encoder's features are 128-d; a DiT of 7 tokens cannot cut them into patches.
+    Before, the width was fixed in the config and the first training step failed, after the
+    encoder's warm-up and the extraction."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"restorer": {"dit": {"n_tokens": 7}}}))
+    store = tmp_path / "store"
+    result = CliRunner().invoke(app, [*command, "--config", str(config), "--store", str(store)])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        "error: the encoder's feature width 128 is not divisible by the DiT's n_tokens 7: "
+        "set restorer.dit.n_tokens in the config to one of 2, 4, 8, 16, 32, 64"
+    ]
+    assert not store.exists()
+
+
 def test_check_run_builds_each_adapter_from_its_root_and_options(tmp_path: Path) -> None:
     """What the flows check before their first step: a good raw root passes, a wrong one and a
     corpus option out of range are refused naming what to fix."""

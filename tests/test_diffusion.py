@@ -107,6 +107,24 @@ def test_initial_noise_depends_only_on_each_samples_seed() -> None:
     assert len({tuple(row.tolist()) for row in wide}) == 4
 
 
+def test_a_clip_at_the_training_range_never_alters_a_feature_within_it() -> None:
+    """Restored by an exact denoiser of a known feature whose coordinates reach +-9 (beyond the
+    old fixed clip of 5), with the clip at that range: the feature comes back unchanged."""
+    config = DiffusionConfig(beta_schedule="linear")
+    scheduler = training_scheduler(config)
+    target = torch.linspace(-9.0, 9.0, 8).repeat(4, 1)  # diffusion space; the range is 9
+
+    def exact(x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        abar = scheduler.alphas_cumprod[t].float()[:, None]
+        return (x_t - abar.sqrt() * target) / (1 - abar).sqrt()  # the noise that makes x_t from target
+
+    clip = float(target.abs().max())
+    restored = sample(exact, torch.zeros(4, 8), range(4), config, steps=50, clip_x0=clip)
+    torch.testing.assert_close(restored, target, atol=1e-3, rtol=0)
+    narrower = sample(exact, torch.zeros(4, 8), range(4), config, steps=50, clip_x0=5.0)
+    assert narrower.abs().max() <= 5.0  # a clip below the range changes the true feature
+
+
 def test_clipping_x0_keeps_a_slightly_wrong_denoiser_from_exploding() -> None:
     """Near t = T, abar ~ 1e-8: eq. 8 multiplies a 0.05 noise error by ~1e4 without the clip,
     and the first step throws the whole trajectory off the data."""

@@ -8,7 +8,8 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from pipeline.models.dit import DIT_PRESETS, ConditionalDiT, DiTConfig, flops_per_sample
+from pipeline.errors import ConfigError
+from pipeline.models.dit import DIT_PRESETS, ConditionalDiT, DiTConfig, flops_per_sample, with_feature_dim
 
 SMALL = DiTConfig(feature_dim=32, n_tokens=4, width=32, depth=3, heads=4)
 
@@ -50,6 +51,26 @@ def test_shapes_that_do_not_divide_are_refused() -> None:
 
 
 def test_paper_preset_costs_about_two_gflops_per_sample_step() -> None:
-    paper = DiTConfig(**DIT_PRESETS["paper"])
+    paper = with_feature_dim(DiTConfig(**DIT_PRESETS["paper"]), 512)
     assert paper.depth == 20
     assert 1.8e9 < flops_per_sample(paper) < 2.4e9
+
+
+@pytest.mark.parametrize("preset", sorted(DIT_PRESETS))
+def test_one_preset_builds_a_dit_for_128_512_and_768_dimensional_features(preset: str) -> None:
+    """A preset holds sizes only: the feature width is the encoder's, set at training time."""
+    for width in (128, 512, 768):
+        config = with_feature_dim(DiTConfig(**DIT_PRESETS[preset]), width)
+        model = ConditionalDiT(config.model_copy(update={"depth": 1}))  # one block: the shapes are the test
+        x_t, cond = torch.randn(2, width), torch.randn(2, width)
+        assert model(x_t, torch.tensor([0, 999]), cond).shape == (2, width)
+        assert config.patch_dim * config.n_tokens == width
+
+
+def test_a_width_the_tokens_do_not_divide_is_one_error_line_naming_the_fix() -> None:
+    with pytest.raises(ConfigError, match=r"width 100 is not divisible by the DiT's n_tokens 16: set restorer"):
+        with_feature_dim(DiTConfig(**DIT_PRESETS["paper"]), 100)
+    with pytest.raises(ConfigError, match=r"drop restorer\.dit\.feature_dim"):
+        with_feature_dim(DiTConfig(feature_dim=512), 768)
+    with pytest.raises(ValueError, match="feature_dim is not set"):
+        ConditionalDiT(DiTConfig(**DIT_PRESETS["demo"]))

@@ -205,7 +205,7 @@ def test_gap_closed_says_when_it_uses_fewer_seeds_than_the_restorer_has(tmp_path
 
 
 def _dit_key(gating: str, stages: int, steps: int) -> str:
-    return f"dit-{gating}-s{stages}-0123456789ab-S{steps}-ddim-clip5-seed0"
+    return f"dit-{gating}-s{stages}-0123456789ab-S{steps}-ddim-cliprange-seed0"
 
 
 def test_ablation_variants_leave_the_benchmark_table_for_their_own_tables(tmp_path: Path) -> None:
@@ -236,7 +236,7 @@ def test_ablation_tables_name_their_metric_and_tell_two_trained_dits_apart(tmp_p
     alike before; the ablation headers lacked the metric and scale the main table states."""
     for restorer_id, value in (("0123456789ab", 0.60), ("ba9876543210", 0.50)):
         for seed in (0, 1):
-            key = f"dit-adaln-s2-{restorer_id}-S50-ddim-clip5-seed0"
+            key = f"dit-adaln-s2-{restorer_id}-S50-ddim-cliprange-seed0"
             run = {**BASE, "restorer": "dit", "variant": key, "seed": seed, "missing_type": "both"}
             append_metrics(str(tmp_path), run, {"f1_macro": value})
     zero = {**BASE, "restorer": "zero", "seed": 0, "missing_type": "both"}
@@ -253,9 +253,9 @@ def test_the_reference_dit_samples_as_configured(tmp_path: Path) -> None:
     """An ad-hoc 4-draw evaluation does not replace the single-draw reference, and a config that
     samples 4 draws, recentred, or from the noise's mean, makes that evaluation the reference."""
     keys = {(1, False, 1.0): _dit_key("gating", 2, 50),
-            (4, False, 1.0): "dit-gating-s2-0123456789ab-S50-ddim-clip5-avg4-seed0",
-            (4, True, 1.0): "dit-gating-s2-0123456789ab-S50-ddim-clip5-avg4-rc-seed0",
-            (1, False, 0.0): "dit-gating-s2-0123456789ab-S50-ddim-clip5-T0-seed0"}  # fmt: skip
+            (4, False, 1.0): "dit-gating-s2-0123456789ab-S50-ddim-cliprange-avg4-seed0",
+            (4, True, 1.0): "dit-gating-s2-0123456789ab-S50-ddim-cliprange-avg4-rc-seed0",
+            (1, False, 0.0): "dit-gating-s2-0123456789ab-S50-ddim-cliprange-T0-seed0"}  # fmt: skip
     values = {(1, False, 1.0): 0.50, (4, False, 1.0): 0.70, (4, True, 1.0): 0.90, (1, False, 0.0): 0.30}
     for seed in (0, 1):
         for sampling, key in keys.items():
@@ -273,8 +273,8 @@ def test_the_report_takes_its_reference_dit_from_the_config(tmp_path: Path) -> N
     without recentring picks those evaluations instead. The report command and the report flow
     read the sampling from it."""
     store = tmp_path / "store"
-    keys = {0.0: "dit-gating-s2-0123456789ab-S1-ddim-clip5-T0-rc-seed0",
-            1.0: "dit-gating-s2-0123456789ab-S1-ddim-clip5-seed0"}  # fmt: skip
+    keys = {0.0: "dit-gating-s2-0123456789ab-S1-ddim-cliprange-T0-rc-seed0",
+            1.0: "dit-gating-s2-0123456789ab-S1-ddim-cliprange-seed0"}  # fmt: skip
     for temperature, value in ((0.0, 0.30), (1.0, 0.50)):
         for seed in (0, 1):
             run = {
@@ -359,7 +359,7 @@ def test_figures_draw_the_restorations_of_the_table_dit_only(tmp_path: Path) -> 
     """The store also holds an older release's DiT restorations (same gating, stages and S);
     the PCA, class-cosine and gate figures must not draw them beside this table."""
     store = str(tmp_path)
-    reference, older = _dit_key("gating", 2, 50), "dit-gating-s2-fedcba987654-S50-ddim-clip5-seed0"
+    reference, older = _dit_key("gating", 2, 50), "dit-gating-s2-fedcba987654-S50-ddim-cliprange-seed0"
     run = {**BASE, "restorer": "dit", "variant": reference, "seed": 0, "missing_type": "both"}
     append_metrics(store, run, {"f1_macro": 0.5})
     append_metrics(store, {**run, "variant": older, "code_version": "0.0.1"}, {"f1_macro": 0.4})

@@ -227,11 +227,11 @@ def test_the_restorer_key_names_the_starting_temperature_and_the_ablations_read_
     from stores.restorer_store import RestorerStore
 
     trained = RestorerStore(str(tmp_path), "dit-gating-s2-0123456789ab")
-    mean_start = restorer_key("dit", RestoreSettings(steps=1, temperature=0.0), trained)
-    assert mean_start == "dit-gating-s2-0123456789ab-S1-ddim-clip5-T0-seed0"
+    mean_start = restorer_key("dit", RestoreSettings(steps=1, temperature=0.0, clip_x0=True), trained)
+    assert mean_start == "dit-gating-s2-0123456789ab-S1-ddim-cliprange-T0-seed0"
     assert parse_variant(mean_start).temperature == 0.0
-    paper = restorer_key("dit", RestoreSettings(), trained)
-    assert paper == "dit-gating-s2-0123456789ab-S50-ddim-clip5-seed0"
+    paper = restorer_key("dit-paper", RestoreSettings(), trained)
+    assert paper == "dit-gating-s2-0123456789ab-S50-ddim-seed0"
     assert parse_variant(paper).temperature == 1.0
 
 

@@ -73,7 +73,7 @@ def test_restoring_retrieves_partners_of_the_missing_modality_by_the_available_o
         nearest = torch.from_numpy(np.argsort(-(available @ keys.T), axis=1)[:, :3])
         by_hand = with_retrieved(cond, to_diffusion_space(torch.from_numpy(partners)), nearest)
         seeds = [(0, row, 0) for row in range(6)]
-        expected = sample(models[direction], by_hand, seeds, diffusion, 1, "ddim", 5.0, 0.0, feature_dim=16)
+        expected = sample(models[direction], by_hand, seeds, diffusion, 1, "ddim", None, 0.0, feature_dim=16)
         np.testing.assert_allclose(
             restorer.restore(available, direction, range(6)),
             from_diffusion_space(expected).numpy(),

@@ -104,6 +104,60 @@ def test_stage_two_mutual_terms_see_the_first_mutual_rows_of_each_batch(
         assert partners.shape == (len(batch), 2 * 16)
 
 
+def test_under_the_papers_setting_the_mutual_terms_see_exactly_the_batchs_samples_below_tau(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eq. 9 as written: the stage-2 batch's own samples whose t < tau, at their own noise."""
+    from pipeline.training import restorer
+
+    seen: list[tuple[torch.Tensor, ...]] = []
+    drawn: list[tuple[torch.Tensor, ...]] = []
+    base_loss = restorer.base_loss
+
+    def recording_base(model, scheduler, target, cond, t, noise):  # type: ignore[no-untyped-def]
+        drawn.append((target, t, noise))
+        return base_loss(model, scheduler, target, cond, t, noise)
+
+    def recording(i2t, t2i, scheduler, image, text, t, noise_image, noise_text, *args: object):  # type: ignore[no-untyped-def]
+        seen.append((image, text, t, noise_image, noise_text))
+        return mutual_terms(i2t, t2i, scheduler, image, text, t, noise_image, noise_text, *args)
+
+    monkeypatch.setattr(restorer, "base_loss", recording_base)
+    monkeypatch.setattr(restorer, "mutual_terms", recording)
+    images, texts = np.random.default_rng(0).normal(size=(2, 64, 16)).astype(np.float32)
+    # tau = 400 of T = 1000: a 32-row batch has rows on both sides of it at every step.
+    config = restorer.TrainConfig(dit=SMALL, stage1_epochs=1, stage2_epochs=1, batch_size=32, warmup_steps=1,
+                                  checkpoint_every=100, tau=400)  # fmt: skip
+    assert (config.mutual_timesteps, config.mutual_rows) == ("batch", None)  # the paper's, by default
+    restorer.train_restorer(config, images, texts, RestorerStore(str(tmp_path), "dit-gating-s2-0123456789ab"),
+                            progress=False)  # fmt: skip
+    assert len(seen) == 2  # the two stage-2 steps
+    for step, (image, text, t, noise_image, noise_text) in enumerate(seen, start=2):
+        (text_target, t_batch, noise_t), (image_target, _, noise_i) = drawn[2 * step], drawn[2 * step + 1]
+        below = t_batch < config.tau
+        assert 0 < int(below.sum()) < len(t_batch)
+        # mutual_terms gets the batch and keeps its rows with t < tau: exactly those, nothing redrawn.
+        torch.testing.assert_close(t, t_batch)
+        torch.testing.assert_close(image, image_target)
+        torch.testing.assert_close(text, text_target)
+        torch.testing.assert_close(noise_image, noise_i)
+        torch.testing.assert_close(noise_text, noise_t)
+
+
+def test_the_trained_restorer_records_the_range_of_its_training_targets(tmp_path: Path) -> None:
+    from pipeline.training import restorer
+
+    rng = np.random.default_rng(0)
+    images, texts = rng.normal(size=(2, 32, 16)).astype(np.float32)
+    texts[3, 5] = 4.0  # the largest text coordinate
+    store = RestorerStore(str(tmp_path), "dit-gating-s2-0123456789ab")
+    config = restorer.TrainConfig(dit=SMALL, stage1_epochs=1, stage2_epochs=0, batch_size=16, warmup_steps=1)
+    restorer.train_restorer(config, images, texts, store, progress=False)
+    x0_range = restorer.load_restorer_models(store).x0_range
+    assert x0_range["i2t"] == pytest.approx(4.0 * 4)  # diffusion space: sqrt(D) = 4 times the feature
+    assert x0_range["t2i"] == pytest.approx(float(np.abs(images).max()) * 4)
+
+
 def _train_command(config: Path, store: Path) -> list[str]:
     return [sys.executable, "-m", "flows.cli", "train", "--corpus", "demo", "--config", str(config),
             "--store", str(store)]  # fmt: skip

@@ -64,6 +64,8 @@ def sampling_scheduler(config: DiffusionConfig, sampler: Sampler = "ddim", clip_
     pure noise, whatever S is. DDIM can clip its x0 estimate to +-clip_x0: near t = T the
     cosine schedule has abar ~ 1e-8, so eq. 8 multiplies any error of a learned noise
     prediction by ~1e4, and one bad first step would throw the whole trajectory off the data.
+    A clip is set from the training targets' own range (`TrainedRestorer.x0_range`): a
+    smaller one would change features that are like the trained ones.
     """
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
 

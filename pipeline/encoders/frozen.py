@@ -12,6 +12,7 @@ Where the weights come from (`EncoderConfig.pretrained`):
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import socket
@@ -59,6 +60,14 @@ class EncoderConfig(BaseModel):
                 f"unknown open_clip model {name!r}: use one of `open_clip.list_models()` such as ViT-B-32"
             )
         return name
+
+    @property
+    def embed_dim(self) -> int:
+        """The width of the features this model gives, read off its config without building it."""
+        own = MODEL_CONFIG_DIR / f"{self.model}.json"
+        if own.is_file():
+            return int(json.loads(own.read_text())["embed_dim"])
+        return int(open_clip_with_project_models().get_model_config(self.model)["embed_dim"])
 
     @property
     def source_name(self) -> str:

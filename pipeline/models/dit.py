@@ -1,4 +1,4 @@
-"""The conditional diffusion transformer with Dynamic Modality Gating (paper 3.2, SPEC 2).
+"""The conditional diffusion transformer with Dynamic Modality Gating (Dai et al., section 3.2).
 
 eps_theta(x_t, t | c): x_t is the noisy target feature (D dims, unit per-dimension variance),
 c the available modality's feature; the output is the noise eps, or the velocity v when the
@@ -31,6 +31,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from pipeline.errors import ConfigError
+
 Gating = Literal["gating", "adaln", "concat", "none"]
 
 
@@ -39,7 +41,9 @@ class DiTConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    feature_dim: int = Field(512, ge=2)
+    # D, the encoder's feature width: None in presets and configs, set from the feature store when
+    # a restorer is trained (`with_feature_dim`), so one preset serves a 128-, 512- or 768-d encoder.
+    feature_dim: int | None = Field(None, ge=2)
     n_tokens: int = Field(16, ge=1)
     width: int = Field(448, ge=8)
     depth: int = Field(20, ge=1)
@@ -52,27 +56,51 @@ class DiTConfig(BaseModel):
 
     @model_validator(mode="after")
     def _shapes_divide(self) -> DiTConfig:
-        if self.feature_dim % self.n_tokens:
+        if self.feature_dim is not None and self.feature_dim % self.n_tokens:
             raise ValueError(f"feature_dim {self.feature_dim} is not divisible by n_tokens {self.n_tokens}")
         if self.width % self.heads:
             raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
         return self
 
     @property
+    def dim(self) -> int:
+        """D, which a model needs: set by `with_feature_dim` before one is built."""
+        if self.feature_dim is None:
+            raise ValueError("the DiT's feature_dim is not set: train it on stored features (with_feature_dim)")
+        return self.feature_dim
+
+    @property
     def patch_dim(self) -> int:
-        return self.feature_dim // self.n_tokens
+        return self.dim // self.n_tokens
 
     @property
     def condition_dim(self) -> int:
         """Width of c: the available feature and its retrieved partners, one after the other."""
-        return self.feature_dim * (1 + self.retrieved)
+        return self.dim * (1 + self.retrieved)
 
 
-# `paper`: depth 20 as in the paper; width/heads/tokens chosen for ~2 GFLOPs per sample per
-# sampling step at D = 512 (the paper's cost; see docs/design.md). `demo`: CPU-sized.
+def with_feature_dim(config: DiTConfig, feature_dim: int) -> DiTConfig:
+    """`config` for features of width `feature_dim`; one error line when its tokens do not divide it."""
+    if config.feature_dim not in (None, feature_dim):
+        raise ConfigError(
+            f"the DiT config fixes feature_dim {config.feature_dim}, the features are {feature_dim}-d: "
+            "drop restorer.dit.feature_dim from the config (it follows the encoder)"
+        )
+    if feature_dim % config.n_tokens:
+        divisors = [n for n in range(1, min(feature_dim, 64) + 1) if feature_dim % n == 0]
+        raise ConfigError(
+            f"the encoder's feature width {feature_dim} is not divisible by the DiT's n_tokens {config.n_tokens}: "
+            f"set restorer.dit.n_tokens in the config to one of {', '.join(map(str, divisors[-6:]))}"
+        )
+    return config.model_copy(update={"feature_dim": feature_dim})
+
+
+# Sizes only: D comes from the encoder. `paper`: depth 20 as in the paper; width/heads/tokens
+# chosen for ~2 GFLOPs per sample per sampling step at D = 512 (the paper's cost; docs/design.md).
+# `demo`: CPU-sized.
 DIT_PRESETS: dict[str, dict[str, object]] = {
-    "paper": {"feature_dim": 512, "n_tokens": 16, "width": 448, "depth": 20, "heads": 7},
-    "demo": {"feature_dim": 128, "n_tokens": 8, "width": 128, "depth": 4, "heads": 4},
+    "paper": {"n_tokens": 16, "width": 448, "depth": 20, "heads": 7},
+    "demo": {"n_tokens": 8, "width": 128, "depth": 4, "heads": 4},
 }
 
 
@@ -203,7 +231,7 @@ class ConditionalDiT(nn.Module):
             self.pos_cond = nn.Parameter(torch.zeros(1, n_tokens, width))
             self.mlp_time = nn.Sequential(nn.SiLU(), nn.Linear(width, width))
             if config.retrieved:
-                self.embed_retrieved = nn.Linear(config.feature_dim, width)  # a whole feature per token
+                self.embed_retrieved = nn.Linear(config.dim, width)  # a whole feature per token
                 self.pos_retrieved = nn.Parameter(torch.zeros(1, config.retrieved, width))  # by rank
         self.pos_x = nn.Parameter(torch.zeros(1, n_tokens, width))
         self.time = TimestepEmbedder(width)
@@ -255,14 +283,12 @@ class ConditionalDiT(nn.Module):
         if cond.shape[-1] != self.config.condition_dim:
             raise ValueError(
                 f"condition of width {cond.shape[-1]}, expected {self.config.condition_dim} "
-                f"(feature_dim {self.config.feature_dim} x (1 + retrieved {self.config.retrieved}))"
+                f"(feature_dim {self.config.dim} x (1 + retrieved {self.config.retrieved}))"
             )
-        own, retrieved = cond.split(
-            [self.config.feature_dim, cond.shape[-1] - self.config.feature_dim], dim=-1
-        )
+        own, retrieved = cond.split([self.config.dim, cond.shape[-1] - self.config.dim], dim=-1)
         tokens = self.embed_cond(self._tokens(own)) + self.pos_cond
         if self.config.retrieved:
-            partners = retrieved.reshape(cond.shape[0], self.config.retrieved, self.config.feature_dim)
+            partners = retrieved.reshape(cond.shape[0], self.config.retrieved, self.config.dim)
             tokens = torch.cat([tokens, self.embed_retrieved(partners) + self.pos_retrieved], dim=1)
         return tokens + self.mlp_time(t_emb)[:, None]
 
@@ -306,5 +332,5 @@ def flops_per_sample(config: DiTConfig) -> int:
     if config.gating == "concat":
         embed = n * ((2 + config.retrieved) * patch * d + d * d)
     else:
-        embed = 2 * n * patch * d + n * d * d + config.retrieved * config.feature_dim * d
+        embed = 2 * n * patch * d + n * d * d + config.retrieved * config.dim * d
     return 2 * (config.depth * per_block + embed + n * d * patch)  # + final projection

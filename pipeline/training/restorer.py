@@ -19,7 +19,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +27,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.diffusion.core import DiffusionConfig, to_diffusion_space, training_scheduler
+from pipeline.errors import ConfigError
 from pipeline.models.dit import DIT_PRESETS, ConditionalDiT, DiTConfig
 from pipeline.progress import progress_bar
 from pipeline.retrieval import nearest_rows, retrieved_partners
@@ -34,6 +35,12 @@ from pipeline.training.losses import base_loss, mutual_terms
 from stores.restorer_store import RestorerStore
 
 log = logging.getLogger(__name__)
+
+
+# Which samples the stage-2 mutual terms (eq. 9) see. `batch`, the paper's: the batch's own
+# samples whose timestep is below tau, at their x_t (about tau / T of the batch). `resampled`:
+# the batch's rows again, at a timestep drawn in [0, tau) and fresh noise, so every row counts.
+MutualTimesteps = Literal["batch", "resampled"]
 
 
 class TrainConfig(BaseModel):
@@ -56,6 +63,7 @@ class TrainConfig(BaseModel):
     # batches are random permutations); None: all of them. Four more passes through both DiTs make
     # a stage-2 step three times a stage-1 step when they see the whole batch.
     mutual_rows: int | None = Field(None, ge=1)
+    mutual_timesteps: MutualTimesteps = "batch"
     seed: int = 0
     checkpoint_every: int = Field(200, ge=1)
 
@@ -139,9 +147,17 @@ def train_restorer(
     started = time.perf_counter()
     images = to_diffusion_space(torch.from_numpy(np.ascontiguousarray(image_features, np.float32))).to(device)
     texts = to_diffusion_space(torch.from_numpy(np.ascontiguousarray(text_features, np.float32))).to(device)
+    if config.dit.dim != images.shape[1]:
+        raise ConfigError(
+            f"restorer config is for {config.dit.dim}-d features, the corpus's are {images.shape[1]}-d: "
+            "build it with restoration.resolved_training(), which reads the width off the feature store"
+        )
     n_pairs = images.shape[0]
     total = config.total_steps(n_pairs)
     stage2_from = config.stage2_start(n_pairs)
+    # The largest coordinate each direction's target takes in training (diffusion space): a
+    # sampler that clips its x0 estimate clips to it, so no feature like a trained one is altered.
+    x0_range = {"i2t": float(texts.abs().max()), "t2i": float(images.abs().max())}
     scheduler = training_scheduler(config.diffusion)
     models = build_models(config, device)
     retrieved = config.dit.retrieved
@@ -169,7 +185,7 @@ def train_restorer(
         if start == total and not store.is_complete():
             # Its final checkpoint was found without latest.json naming it (a store damaged by
             # concurrent writers): nothing is left to train, only the completion to record.
-            _checkpoint(store, models, optimizer, total, total, config, [])
+            _checkpoint(store, models, optimizer, total, total, config, [], x0_range)
 
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     end = total if stop_after is None else min(total, stop_after)
@@ -203,10 +219,13 @@ def train_restorer(
             if step >= stage2_from:
                 mutual = slice(0, config.mutual_rows)
                 mutual_image, mutual_text = image[mutual], text[mutual]
-                mutual_size = mutual_image.shape[:1]
-                t_mutual = torch.randint(0, config.tau, mutual_size, generator=generator).to(device)
-                noise_image = torch.randn(mutual_image.shape, generator=generator).to(device)
-                noise_text = torch.randn(mutual_text.shape, generator=generator).to(device)
+                if config.mutual_timesteps == "batch":  # eq. 9 on the samples drawn at t < tau
+                    t_mutual, noise_image, noise_text = t[mutual], noise_image[mutual], noise_text[mutual]
+                else:
+                    mutual_size = mutual_image.shape[:1]
+                    t_mutual = torch.randint(0, config.tau, mutual_size, generator=generator).to(device)
+                    noise_image = torch.randn(mutual_image.shape, generator=generator).to(device)
+                    noise_text = torch.randn(mutual_text.shape, generator=generator).to(device)
                 i2t_term, t2i_term = mutual_terms(
                     models["i2t"], models["t2i"], scheduler, mutual_image, mutual_text, t_mutual, noise_image,
                     noise_text, config.tau, partners_i2t[mutual], partners_t2i[mutual],
@@ -231,7 +250,7 @@ def train_restorer(
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}", stage=rows[-1]["stage"])
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == end:
-            finished = _checkpoint(store, models, optimizer, step + 1, total, config, rows)
+            finished = _checkpoint(store, models, optimizer, step + 1, total, config, rows, x0_range)
             rows = []
             if finished and step + 1 < total:
                 # Another run of this restorer finished it meanwhile: its weights are final, so the
@@ -262,6 +281,7 @@ def _checkpoint(
     total: int,
     config: TrainConfig,
     rows: list[dict[str, float]],
+    x0_range: dict[str, float],
 ) -> bool:
     """Save a checkpoint; returns whether the store's training is complete (by this run or another)."""
     tensors = {
@@ -275,15 +295,24 @@ def _checkpoint(
         "step": step,
         "total_steps": total,
         "config": config.model_dump(mode="json"),
+        "x0_range": x0_range,
         "optimizer": optimizer_meta,
     }
     return store.save(step, tensors, meta, complete=step == total)
 
 
-def load_restorer_models(
-    store: RestorerStore, device: torch.device | str = "cpu"
-) -> tuple[dict[str, ConditionalDiT], TrainConfig]:
-    """The trained I2T and T2I models of a completed training run (eval mode) and their config."""
+@dataclass
+class TrainedRestorer:
+    """A completed training run: both directions' models (eval mode), their config, and the
+    largest coordinate of each direction's training targets in diffusion space."""
+
+    models: dict[str, ConditionalDiT]
+    config: TrainConfig
+    x0_range: dict[str, float]
+
+
+def load_restorer_models(store: RestorerStore, device: torch.device | str = "cpu") -> TrainedRestorer:
+    """The trained I2T and T2I models of a completed training run."""
     latest = store.latest(require_complete=True)
     tensors, meta = store.load(latest)
     config = TrainConfig.model_validate(meta["config"])
@@ -291,4 +320,4 @@ def load_restorer_models(
     for name, model in models.items():
         model.load_state_dict({k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"{name}.")})
         model.eval().requires_grad_(False)
-    return models, config
+    return TrainedRestorer(models, config, meta["x0_range"])
