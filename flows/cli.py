@@ -15,7 +15,6 @@ from pipeline.runtime import BENCHMARK_RESTORERS, default_store, resolve_device
 
 if TYPE_CHECKING:
     from pipeline.restoration import RestoreResult
-    from pipeline.training.restorer import TrainConfig
 
 Number = TypeVar("Number", int, float)
 
@@ -131,14 +130,6 @@ def extract(
     _features(names, store or default_store(), model, pretrained, config, device, workers, batch_size)
 
 
-def _train_config(
-    config: str | None, variant: str | None, stages: int | None, preset: str | None, restorer: str = "dit"
-) -> TrainConfig:
-    from pipeline.config import load_config, training_config
-
-    return training_config(load_config(config), variant, stages, preset, restorer)
-
-
 @app.command()
 @one_line_errors
 def train(
@@ -158,19 +149,27 @@ def train(
 ) -> None:
     """Train the I2T and T2I restorers on the corpus features (extracts them first if needed)."""
     _setup_logging()
+    from pipeline.ablations import dit_change
     from pipeline.data.registry import corpus_dataset
     from pipeline.encoders.frozen import EncoderConfig
     from pipeline.errors import ConfigError
-    from pipeline.models.dit import with_feature_dim
+    from pipeline.models.dit import DIT_PRESETS, with_feature_dim
     from pipeline.restoration import train as run_training
     from pipeline.restorers import DIT_RESTORERS
+    from pipeline.steps import RunSpec, training_config
 
     if restorer not in DIT_RESTORERS:
         raise ConfigError(f"--restorer {restorer!r}: choose one of {', '.join(DIT_RESTORERS)}")
+    if preset is not None and preset not in DIT_PRESETS:
+        raise ConfigError(f"--preset {preset!r}: choose one of {', '.join(DIT_PRESETS)}")
     store = store or default_store()
     name = corpus_dataset(corpus)
-    # A typo, or tokens that do not divide the encoder's width, fail before any extraction.
-    train_config = _train_config(config, variant, stages, preset, restorer)
+    spec = RunSpec(store=store, model=model, pretrained=pretrained, config=config,
+                   change=dit_change(variant, stages, None))  # fmt: skip
+    train_config = training_config(spec, restorer)
+    if preset is not None:
+        train_config = train_config.model_copy(update={"dit": train_config.dit.model_copy(update=DIT_PRESETS[preset])})
+    # Tokens that do not divide the encoder's width fail before any extraction.
     with_feature_dim(train_config.dit, EncoderConfig(model=model, pretrained=pretrained).embed_dim)
     encoder_id = _features([(name, root)], store, model, pretrained, config, device, quiet_skips=True)
     trained, result = run_training(store, name, encoder_id, train_config, device=resolve_device(device))
@@ -215,6 +214,7 @@ def _restorations(
     recentre: bool | None = None,
 ) -> Iterator[tuple[str, str, RestoreResult]]:  # fmt: skip
     """Restore every (downstream dataset, restorer) pair, running upstream steps as needed."""
+    from pipeline.ablations import dit_change
     from pipeline.config import overridden
     from pipeline.data.registry import corpus_dataset, downstream
     from pipeline.restoration import restore as run_restore
@@ -229,13 +229,14 @@ def _restorations(
         training_config,
     )
 
-    spec = RunSpec(store=store, model=model, pretrained=pretrained, config=config, recentre=recentre)
+    spec = RunSpec(store=store, model=model, pretrained=pretrained, config=config, recentre=recentre,
+                   change=dit_change(variant, stages, steps))  # fmt: skip
     chosen = list(RESTORER_NAMES) if restorer == "all" else restorer.split(",")
     check_choices(chosen, [missing_type], [missing_rate])
     restorers = distinct_restorers(spec, chosen)
-    check_feature_width(spec, restorers, variant, stages)
-    settings = {name: overridden(restore_settings(spec, name), steps=steps, samples=samples) for name in restorers}
-    train_configs = {name: training_config(spec, name, variant, stages) for name in restorers if name in DIT_RESTORERS}
+    check_feature_width(spec, restorers)
+    settings = {name: overridden(restore_settings(spec, name), samples=samples) for name in restorers}
+    train_configs = {name: training_config(spec, name) for name in restorers if name in DIT_RESTORERS}
     names = downstream([dataset])
     corpus_name = corpus_dataset(corpus)
     datasets = [(name, root) for name in names] + [(corpus_name, corpus_root)]
@@ -354,16 +355,20 @@ def report(
             help="The table's DiT: recentred or zero-shot (default: the config's).",
         ),
     ] = None,
+    corpus: CorpusOption = "demo",
 ) -> None:
     """Write the benchmark tables (Markdown + CSV, the shape of the paper's Table 1) under the store.
 
     They show this code version's evaluations by the config's decoder recipe; the report says
     how many others the store holds."""
-    from pipeline.steps import write_report
+    from pipeline.ablations import dit_change
+    from pipeline.data.registry import corpus_dataset
+    from pipeline.steps import RunSpec, write_report
     from stores.fs import is_local
 
     store = store or default_store()
-    written = write_report(store, missing_rate, steps, config, encoder_id, recentre)
+    spec = RunSpec(store=store, config=config, recentre=recentre, change=dit_change(None, None, steps))
+    written = write_report(spec, corpus_dataset(corpus), missing_rate, encoder_id)
     for markdown in written["tables"].values():
         typer.echo(markdown)
     for path in written["files"]:
@@ -480,7 +485,11 @@ def run(
         str | None, typer.Option(help="Run tasks on this Dask scheduler instead.")
     ] = None,
     ablations: Annotated[
-        bool, typer.Option(help="Also run the DiT ablations (gating, stages, steps).")
+        bool,
+        typer.Option(
+            help="Also run the paper's ablations for each DiT row (Tables 2 to 5: modules, corpus size, "
+            "depth, sampling steps) and Figure 5's missing rates 0.1 to 0.9 for every restorer."
+        ),
     ] = False,
     recentre: RecentreOption = None,
 ) -> None:
@@ -496,15 +505,15 @@ def run(
         if not sep:
             raise ConfigError(f"--root {pair!r}: write NAME=PATH, e.g. --root mmimdb=/data/mmimdb")
         roots[name] = path
+    from pipeline.ablations import dit_change
     from pipeline.restorers import RESTORER_NAMES
     from pipeline.steps import RunSpec, check_run
 
     chosen = list(RESTORER_NAMES) if restorers == "all" else _split(restorers)
     spec = RunSpec(store=store, model=model, pretrained=pretrained, config=config,
-                   device=resolve_device(device), recentre=recentre)  # fmt: skip
+                   device=resolve_device(device), recentre=recentre, change=dit_change(None, None, steps))  # fmt: skip
     # Before Prefect's server starts (~20 s): a typo is one line, not a flow run's traceback.
-    check_run(spec, _split(dataset), corpus, chosen, _split(missing_types), rates, steps, None, None, roots,
-              corpus_root)  # fmt: skip
+    check_run(spec, _split(dataset), corpus, chosen, _split(missing_types), rates, roots, corpus_root)
     _announce_new_store(store)
     _prefect_environment(store)  # before Prefect is imported: it reads its home then
     from flows.flows import benchmark_flow
@@ -524,6 +533,8 @@ def run(
             typer.echo(f"{name} restorer {training['restorer_id']}: already trained")
     for markdown in result["tables"].values():
         typer.echo(markdown)
+    if result["robustness"]:
+        typer.echo(result["robustness"])
     typer.echo(f"{result['evaluations']} evaluations, {result['computed']} computed now; report in "
                f"{result['folder']}")  # fmt: skip
 

@@ -15,6 +15,8 @@ from prefect.futures import PrefectFuture, as_completed
 
 from flows import tasks
 from pipeline import steps
+from pipeline.ablations import NO_CHANGE, ROBUSTNESS_RATES, DitChange, ablation_rows, dit_change
+from pipeline.config import restorer_settings
 from pipeline.data.registry import corpus_dataset, downstream, expand
 from pipeline.errors import ConfigError
 from pipeline.masks import MISSING_TYPES
@@ -25,30 +27,10 @@ from pipeline.steps import RunSpec, check_run, distinct_restorers
 from stores.fs import join
 
 
-def _spec(
-    store: str | None,
-    model: str,
-    pretrained: str,
-    config: str | None,
-    device: str,
-    recentre: bool | None = None,
-) -> RunSpec:
-    return RunSpec(
-        store=(store or default_store()),
-        model=model,
-        pretrained=pretrained,
-        config=config,
-        device=resolve_device(device),
-        recentre=recentre,
-    )
-
-
-# (gating variant, training stages, sampling steps): each changes one thing of the reference DiT.
-ABLATIONS: tuple[tuple[str | None, int | None, int | None], ...] = (
-    ("adaln", None, None), ("concat", None, None), ("none", None, None),
-    (None, 1, None),
-    (None, None, 25), (None, None, 50), (None, None, 100),
-)  # fmt: skip
+def _spec(store: str | None, model: str, pretrained: str, config: str | None, device: str,
+          recentre: bool | None = None, change: DitChange = NO_CHANGE) -> RunSpec:  # fmt: skip
+    return RunSpec(store=(store or default_store()), model=model, pretrained=pretrained, config=config,
+                   device=resolve_device(device), recentre=recentre, change=change)  # fmt: skip
 
 
 def extract_datasets(spec: RunSpec, encoder_id: str, datasets: list[tuple[str, str | None]],
@@ -101,17 +83,17 @@ def train_restorer_flow(corpus: str = "demo", root: str | None = None, store: st
     mid-stage corpus's features (extracting them if needed)."""
     if restorer not in DIT_RESTORERS:
         raise ConfigError(f"restorer {restorer!r}: choose one of {', '.join(DIT_RESTORERS)}")
-    spec = _spec(store, model, pretrained, config, device)
-    check_run(spec, [], corpus, [restorer], [], [], None, variant, stages, None, root)
+    spec = _spec(store, model, pretrained, config, device, change=dit_change(variant, stages, None))
+    check_run(spec, [], corpus, [restorer], [], [], None, root)
     encoder_id = tasks.prepare_encoder(spec)
     name = corpus_dataset(corpus)
     extract_datasets(spec, encoder_id, [(name, root)], shards_per_task=4)
-    return tasks.train_restorer(spec, name, encoder_id, restorer, variant, stages)["restorer_id"]
+    return tasks.train_restorer(spec, name, encoder_id, restorer)["restorer_id"]
 
 
 def restore_all(spec: RunSpec, encoder_id: str, datasets: list[str], restorers: list[str], eta: float,
-                missing_types: list[str], seeds: list[int], corpus: str, restorer_ids: dict[str, str],
-                variant: str | None, stages: int | None, steps_: int | None) -> list[PrefectFuture]:  # fmt: skip
+                missing_types: list[str], seeds: list[int], corpus: str,
+                restorer_ids: dict[str, str]) -> list[PrefectFuture]:  # fmt: skip
     """Submit one restore task per (dataset, restorer, missing type, seed)."""
     restore_task = tasks.cached(tasks.restore, spec, tasks.restoration_stored)
     futures = []
@@ -122,7 +104,7 @@ def restore_all(spec: RunSpec, encoder_id: str, datasets: list[str], restorers: 
                 for seed in seeds:
                     future = restore_task.submit(
                         spec, dataset, encoder_id, restorer, eta, missing_type, seed, corpus,
-                        restorer_ids.get(restorer), variant, stages, steps_,
+                        restorer_ids.get(restorer),
                         wait_for=first,
                     )  # fmt: skip
                     # The first DiT restoration of a dataset samples every row once; the rest reuse it.
@@ -132,15 +114,14 @@ def restore_all(spec: RunSpec, encoder_id: str, datasets: list[str], restorers: 
 
 
 def _upstream(spec: RunSpec, datasets: list[str], roots: dict[str, str] | None, corpus: str,
-              corpus_root: str | None, restorers: list[str], variant: str | None,
-              stages: int | None) -> tuple[str, dict[str, dict[str, Any]]]:  # fmt: skip
+              corpus_root: str | None, restorers: list[str]) -> tuple[str, dict[str, dict[str, Any]]]:  # fmt: skip
     """Encoder, features of the datasets and the corpus, and each DiT restorer's training."""
     encoder_id = tasks.prepare_encoder(spec)
     pairs = [(name, (roots or {}).get(name)) for name in datasets] + [(corpus, corpus_root)]
     extract_datasets(spec, encoder_id, pairs, shards_per_task=4)
     # Not cached by Prefect: the step itself finds a finished restorer at once.
-    trainings = {name: tasks.train_restorer(spec, corpus, encoder_id, name, variant, stages)
-                 for name in DIT_RESTORERS if name in restorers}  # fmt: skip
+    trainings = {name: tasks.train_restorer(spec, corpus, encoder_id, name) for name in DIT_RESTORERS
+                 if name in restorers}  # fmt: skip
     return encoder_id, trainings
 
 
@@ -148,20 +129,16 @@ def _restorer_ids(trainings: dict[str, dict[str, Any]]) -> dict[str, str]:
     return {name: training["restorer_id"] for name, training in trainings.items()}
 
 
-def _one_dataset_upstream(dataset: str, root: str | None, restorers: list[str], missing_types: list[str],
-                          missing_rate: float, sampling_steps: int | None, corpus: str,
-                          corpus_root: str | None, store: str | None, model: str, pretrained: str,
-                          config: str | None, device: str, variant: str | None,
-                          stages: int | None) -> tuple[RunSpec, list[str], str, str, dict[str, str]]:  # fmt: skip
-    """Checked choices, the run spec, the dataset's members, and their encoder and DiT ids."""
-    spec = _spec(store, model, pretrained, config, device)
+def _one_dataset_upstream(spec: RunSpec, dataset: str, root: str | None, restorers: list[str],
+                          missing_types: list[str], missing_rate: float, corpus: str,
+                          corpus_root: str | None) -> tuple[list[str], str, str, dict[str, str]]:  # fmt: skip
+    """Checked choices, the dataset's members, the corpus, and their encoder and DiT ids."""
     names = downstream([dataset])
     roots = {name: root for name in names} if root else None
-    check_run(spec, [dataset], corpus, restorers, missing_types, [missing_rate], sampling_steps, variant, stages,
-              roots, corpus_root)  # fmt: skip
+    check_run(spec, [dataset], corpus, restorers, missing_types, [missing_rate], roots, corpus_root)
     corpus = corpus_dataset(corpus)
-    encoder_id, trainings = _upstream(spec, names, roots, corpus, corpus_root, restorers, variant, stages)
-    return spec, names, corpus, encoder_id, _restorer_ids(trainings)
+    encoder_id, trainings = _upstream(spec, names, roots, corpus, corpus_root, restorers)
+    return names, corpus, encoder_id, _restorer_ids(trainings)
 
 
 @flow(name="restore")
@@ -173,12 +150,12 @@ def restore_flow(dataset: str = "demo", root: str | None = None, missing_rate: f
                  stages: int | None = None, steps: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """Restore the masked modalities of a dataset with each restorer; a table of cosine to truth."""
     missing_types, seeds, restorers = missing_types or ["both"], seeds or [0], restorers or ["dit"]
-    spec, names, corpus, encoder_id, restorer_ids = _one_dataset_upstream(
-        dataset, root, restorers, missing_types, missing_rate, steps, corpus, corpus_root, store, model,
-        pretrained, config, device, variant, stages,
-    )  # fmt: skip
+    spec = _spec(store, model, pretrained, config, device, change=dit_change(variant, stages, steps))
+    names, corpus, encoder_id, restorer_ids = _one_dataset_upstream(
+        spec, dataset, root, restorers, missing_types, missing_rate, corpus, corpus_root
+    )
     futures = restore_all(spec, encoder_id, names, distinct_restorers(spec, restorers), missing_rate, missing_types,
-                          seeds, corpus, restorer_ids, variant, stages, steps)  # fmt: skip
+                          seeds, corpus, restorer_ids)  # fmt: skip
     manifests = [future.result() for future in _progress(futures, "restore")]
     rows = [{"dataset": m["dataset"], "restorer": m["restorer"], "missing_type": m["missing_type"],
              "seed": m["mask_seed"], **{k: round(v, 4) for k, v in m["quality"].items() if "test" in k}}
@@ -196,32 +173,50 @@ def evaluate_flow(dataset: str = "demo", root: str | None = None, missing_rate: 
                   variant: str | None = None, stages: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """Restore, train the decoder, score the test split and append the results, per restorer."""
     missing_types, seeds, restorers = missing_types or ["both"], seeds or [0], restorers or ["dit"]
-    spec, names, corpus, encoder_id, restorer_ids = _one_dataset_upstream(
-        dataset, root, restorers, missing_types, missing_rate, steps, corpus, corpus_root, store, model,
-        pretrained, config, device, variant, stages,
-    )  # fmt: skip
+    spec = _spec(store, model, pretrained, config, device, change=dit_change(variant, stages, steps))
+    names, corpus, encoder_id, restorer_ids = _one_dataset_upstream(
+        spec, dataset, root, restorers, missing_types, missing_rate, corpus, corpus_root
+    )
     evaluations = evaluate_all(spec, encoder_id, names, distinct_restorers(spec, restorers), [missing_rate],
-                               missing_types, seeds, corpus, restorer_ids, variant, stages, steps)  # fmt: skip
+                               missing_types, seeds, corpus, restorer_ids)  # fmt: skip
     create_table_artifact(_score_rows(evaluations), key="evaluate", description="Test scores per restorer")
     return evaluations
 
 
 def evaluate_all(spec: RunSpec, encoder_id: str, datasets: list[str], restorers: list[str],
                  missing_rates: list[float], missing_types: list[str], seeds: list[int], corpus: str,
-                 restorer_ids: dict[str, str], variant: str | None, stages: int | None,
-                 steps_: int | None) -> list[dict[str, Any]]:  # fmt: skip
+                 restorer_ids: dict[str, str]) -> list[dict[str, Any]]:  # fmt: skip
     """Restore then evaluate every combination; evaluations start as their restorations finish."""
     evaluate_task = tasks.cached(tasks.evaluate, spec, tasks.evaluation_stored)
     futures = []
     for eta in missing_rates:
         restorations = restore_all(spec, encoder_id, datasets, restorers, eta, missing_types, seeds, corpus,
-                                   restorer_ids, variant, stages, steps_)  # fmt: skip
+                                   restorer_ids)  # fmt: skip
         futures += [evaluate_task.submit(spec, restoration) for restoration in restorations]
     evaluations = []
     for future in _progress(futures, "restore + evaluate"):
         evaluation = future.result()
         # `cached`: found in the store by the step, or a Prefect cache hit (the task did not run).
         evaluations.append({**evaluation, "cached": evaluation["cached"] or future.state.name == "Cached"})
+    return evaluations
+
+
+def run_ablations(spec: RunSpec, encoder_id: str, datasets: list[str], restorers: list[str],
+                  missing_rates: list[float], missing_types: list[str], seeds: list[int],
+                  corpus: str) -> list[dict[str, Any]]:  # fmt: skip
+    """Train and evaluate every changed DiT of the paper's Tables 2 to 5, for each DiT restorer run."""
+    evaluations = []
+    settings = spec.settings()
+    for restorer in (name for name in DIT_RESTORERS if name in restorers):
+        train, restore = restorer_settings(settings, restorer)
+        for row in ablation_rows(spec.change.training(train), spec.change.sampling(restore)):
+            if row.change == NO_CHANGE:
+                continue  # the reference: the benchmark's own row
+            change = spec.change.model_copy(update=row.change.model_dump(exclude_none=True))
+            changed = spec.model_copy(update={"change": change})
+            trained = tasks.train_restorer(changed, corpus, encoder_id, restorer)
+            evaluations += evaluate_all(changed, encoder_id, datasets, [restorer], missing_rates, missing_types,
+                                        seeds, corpus, {restorer: trained["restorer_id"]})  # fmt: skip
     return evaluations
 
 
@@ -238,17 +233,20 @@ def _score_rows(evaluations: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @flow(name="report")
 def report_flow(store: str | None = None, missing_rate: float | None = None, dit_steps: int | None = None,
-                config: str | None = None, encoder_id: str | None = None,
-                recentre: bool | None = None) -> dict[str, Any]:  # fmt: skip
+                config: str | None = None, encoder_id: str | None = None, recentre: bool | None = None,
+                corpus: str = "demo") -> dict[str, Any]:  # fmt: skip
     """Write the benchmark tables and figures under the store; publish the table as an artifact.
 
     `config` names the preset the benchmark ran with: the tables show evaluations by its decoder
-    recipe, and their DiT is the one sampled as it samples. `encoder_id`: the features' encoder
-    (None: per dataset, the encoder of its newest evaluation). `recentre`: the table's DiT is the
-    recentred one, or the zero-shot one (None: as the config says).
+    recipe, and their DiTs are the ones trained on `corpus` and sampled as it says (with S =
+    `dit_steps` where given). `encoder_id`: the features' encoder (None: per dataset, the encoder
+    of its newest evaluation). `recentre`: the table's `dit` is the recentred one, or the
+    zero-shot one (None: as the config says).
     """
-    store = store or default_store()
-    written = steps.write_report(store, missing_rate, dit_steps, config, encoder_id, recentre)
+    spec = RunSpec(store=store or default_store(), config=config, recentre=recentre,
+                   change=dit_change(None, None, dit_steps))  # fmt: skip
+    written = steps.write_report(spec, corpus_dataset(corpus), missing_rate, encoder_id)
+    store = spec.store
     # One artifact history per report folder: the demo's and `--config paper`'s do not interleave.
     below = written["folder"].removeprefix(join(store, "reports"))  # "" or "/paper", "/zero-shot-S50"
     prefix = ("benchmark" + below.replace("/", "-")).lower()  # keys: [a-z0-9-]
@@ -268,39 +266,33 @@ def benchmark_flow(datasets: list[str] | None = None, missing_rates: list[float]
                    ablations: bool = False, recentre: bool | None = None) -> dict[str, Any]:  # fmt: skip
     """The whole DAG: extract, train the restorer, restore, evaluate every combination, report.
 
-    With `ablations`, also the DiT variants of the paper's ablations (other gatings, stage 1
-    only, other sampling step counts), for the report's ablation tables. `recentre` overrides
-    the config's choice for dit, knn and regression (False: the paper's zero-shot restoration).
+    With `ablations`, also the paper's ablations for each DiT restorer (Tables 2 to 5: modules,
+    corpus size, depth, sampling steps) at the run's missing rates, and Figure 5's missing rates
+    for every restorer. `recentre` overrides the config's choice for dit, knn and regression
+    (False: the paper's zero-shot restoration).
     """
     datasets, missing_rates = datasets or ["demo"], missing_rates or [0.7]
     missing_types, seeds = missing_types or list(MISSING_TYPES), seeds if seeds is not None else [0, 1, 2]
     restorers = restorers or list(BENCHMARK_RESTORERS)
     logger = get_run_logger()
-    spec = _spec(store, model, pretrained, config, device, recentre)
-    check_run(spec, datasets, corpus, restorers, missing_types, missing_rates, steps, variant, stages, roots,
-              corpus_root)  # fmt: skip
+    spec = _spec(store, model, pretrained, config, device, recentre, dit_change(variant, stages, steps))
+    check_run(spec, datasets, corpus, restorers, missing_types, missing_rates, roots, corpus_root)
     names, corpus = downstream(datasets), corpus_dataset(corpus)
     restorers = distinct_restorers(spec, restorers)
-    encoder_id, trainings = _upstream(spec, names, roots, corpus, corpus_root, restorers, variant, stages)
+    encoder_id, trainings = _upstream(spec, names, roots, corpus, corpus_root, restorers)
+    restorer_ids = _restorer_ids(trainings)
     evaluations = evaluate_all(spec, encoder_id, names, restorers, missing_rates, missing_types, seeds, corpus,
-                               _restorer_ids(trainings), variant, stages, steps)  # fmt: skip
-    if ablations and "dit" in restorers:
-        for ablated_variant, ablated_stages, ablated_steps in ABLATIONS:
-            trained = tasks.train_restorer(spec, corpus, encoder_id, "dit", ablated_variant, ablated_stages)
-            evaluations += evaluate_all(spec, encoder_id, names, ["dit"], missing_rates, missing_types, seeds,
-                                        corpus, {"dit": trained["restorer_id"]}, ablated_variant, ablated_stages,
-                                        ablated_steps)  # fmt: skip
+                               restorer_ids)  # fmt: skip
+    if ablations:
+        evaluations += run_ablations(spec, encoder_id, names, restorers, missing_rates, missing_types, seeds, corpus)
+        robustness_rates = sorted(set(ROBUSTNESS_RATES) - set(missing_rates))
+        evaluations += evaluate_all(spec, encoder_id, names, restorers, robustness_rates, missing_types, seeds,
+                                    corpus, restorer_ids)  # fmt: skip
     fresh = sum(not evaluation["cached"] for evaluation in evaluations)
     logger.info("%d evaluations (%d computed, %d found in the store)", len(evaluations), fresh,
                 len(evaluations) - fresh)  # fmt: skip
     create_table_artifact(_score_rows(evaluations), key="benchmark-scores", description="Every evaluation")
-    written = report_flow(
-        store=spec.store,
-        missing_rate=None,
-        dit_steps=steps,
-        config=config,
-        encoder_id=encoder_id,
-        recentre=recentre,
-    )
+    written = report_flow(store=spec.store, missing_rate=None, dit_steps=steps, config=config,
+                          encoder_id=encoder_id, recentre=recentre, corpus=corpus)  # fmt: skip
     return {"encoder_id": encoder_id, "trainings": trainings, "evaluations": len(evaluations),
             "computed": fresh, **written}  # fmt: skip

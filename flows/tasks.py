@@ -95,8 +95,7 @@ def restoration_stored(inputs: dict[str, Any]) -> bool:
     """The `restore` task's artefact check, from its inputs."""
     return steps.restoration_stored(
         inputs["spec"], inputs["dataset"], inputs["encoder_id"], inputs["restorer"], inputs["eta"],
-        inputs["missing_type"], inputs["seed"], inputs["corpus"], inputs["variant"], inputs["stages"],
-        inputs["steps_"],
+        inputs["missing_type"], inputs["seed"], inputs["corpus"],
     )  # fmt: skip
 
 
@@ -132,19 +131,15 @@ def extract_shards(spec: RunSpec, dataset: str, encoder_id: str, shards: list[in
 
 
 @task(name="train-restorer", task_run_name="train-{restorer}-on-{corpus}")
-def train_restorer(
-    spec: RunSpec, corpus: str, encoder_id: str, restorer: str, variant: str | None, stages: int | None
-) -> dict[str, Any]:
-    return steps.train_restorer(spec, corpus, encoder_id, restorer, variant, stages)
+def train_restorer(spec: RunSpec, corpus: str, encoder_id: str, restorer: str) -> dict[str, Any]:
+    return steps.train_restorer(spec, corpus, encoder_id, restorer)
 
 
 @task(name="restore", task_run_name="restore-{dataset}-{restorer}-{missing_type}-seed{seed}")
 def restore(spec: RunSpec, dataset: str, encoder_id: str, restorer: str, eta: float, missing_type: str,
-            seed: int, corpus: str, restorer_id: str | None, variant: str | None, stages: int | None,
-            steps_: int | None) -> dict[str, Any]:  # fmt: skip
+            seed: int, corpus: str, restorer_id: str | None) -> dict[str, Any]:  # fmt: skip
     # restorer_id is an input only so that a retrained DiT gives a new cache key.
-    return steps.restore(spec, dataset, encoder_id, restorer, eta, missing_type, seed, corpus,  # type: ignore[arg-type]
-                         variant, stages, steps_)  # fmt: skip
+    return steps.restore(spec, dataset, encoder_id, restorer, eta, missing_type, seed, corpus)  # type: ignore[arg-type]
 
 
 @task(name="evaluate", task_run_name="evaluate-{restoration[dataset]}-{restoration[restorer]}")

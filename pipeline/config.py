@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, TypeVar, get_args
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -22,7 +22,7 @@ from pipeline.errors import ConfigError
 from pipeline.evaluation import DecoderTraining
 from pipeline.extraction import ExtractionSettings
 from pipeline.models.decoder import DecoderConfig
-from pipeline.models.dit import DIT_PRESETS, DiTConfig, Gating
+from pipeline.models.dit import DIT_PRESETS, DiTConfig
 from pipeline.restoration import RestoreSettings
 from pipeline.training.restorer import TrainConfig
 
@@ -174,22 +174,3 @@ def paper_method(settings: PipelineConfig) -> tuple[TrainConfig, RestoreSettings
 def restorer_settings(settings: PipelineConfig, restorer: str) -> tuple[TrainConfig, RestoreSettings]:
     """How DiT restorer `restorer` (`dit-paper` or `dit`) is trained and sampled under `settings`."""
     return paper_method(settings) if restorer == "dit-paper" else (settings.restorer, settings.restore)
-
-
-def training_config(
-    settings: PipelineConfig, variant: str | None = None, stages: int | None = None, preset: str | None = None,
-    restorer: str = "dit",
-) -> TrainConfig:  # fmt: skip
-    """DiT restorer `restorer`'s training config, with a DiT size preset, gating variant and
-    number of stages set where given."""
-    train = restorer_settings(settings, restorer)[0]
-    dit = train.dit.model_dump()
-    if preset:
-        if preset not in DIT_PRESETS:
-            raise ConfigError(f"unknown DiT preset {preset!r}: choose one of {', '.join(DIT_PRESETS)}")
-        dit.update(DIT_PRESETS[preset])
-    if variant:
-        if variant not in get_args(Gating):
-            raise ConfigError(f"--variant {variant!r}: choose one of {', '.join(get_args(Gating))}")
-        dit["gating"] = variant
-    return overridden(train, dit=DiTConfig(**dit), stages=stages)

@@ -27,6 +27,7 @@ from pipeline.hashing import content_id
 from pipeline.metrics import task_scores
 from pipeline.models.decoder import DecoderConfig, RestorationDecoder
 from pipeline.restoration import RestoreResult
+from pipeline.restorers import DIT_RESTORERS
 from pipeline.version import code_version
 from pipeline.workers import FORK_SERVER, exit_when_gone
 from stores.feature_store import FeatureStore
@@ -232,7 +233,7 @@ def evaluate_restoration(
         "seed": manifest["mask_seed"],
         "split": "test",
         "n": result.n_test,
-        "sampling_steps": manifest["settings"]["steps"] if manifest["restorer"] == "dit" else None,
+        "sampling_steps": manifest["settings"]["steps"] if manifest["restorer"] in DIT_RESTORERS else None,
         "restore_seconds": manifest["seconds"],
         "evaluate_seconds": result.seconds,
         "decoder_id": config.recipe_id(),

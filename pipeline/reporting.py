@@ -14,6 +14,7 @@ import io
 import json
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +22,11 @@ import numpy as np
 import torch
 
 from pipeline import plots
-from pipeline.ablations import SINGLE_DRAW, DitSampling, ablation_tables, is_reference, reference_steps
-from pipeline.config import PipelineConfig, paper_method
+from pipeline.ablations import AblationRow, Scores, ablation_markdown, sampling_ms_per_sample, verdict
 from pipeline.diffusion.core import to_diffusion_space
 from pipeline.hashing import content_id
 from pipeline.metrics import gap_closed
-from pipeline.restorers import RESTORER_NAMES
+from pipeline.restorers import DIT_RESTORERS, RESTORER_NAMES
 from pipeline.retrieval import nearest_rows, with_retrieved
 from pipeline.selection import Selection
 from pipeline.training.restorer import load_restorer_models
@@ -39,6 +39,12 @@ from stores.results_store import query
 
 HEADLINE_ORDER = ("auroc", "f1_macro", "accuracy")
 MISSING_ORDER = ("image", "text", "both")
+
+# (DiT restorer, dataset) -> the restoration key of the table's row: a store holds other DiTs of
+# each name too (ablations, other configs, other sampling), which the table must leave out.
+DitKeys = dict[tuple[str, str], str]
+# DiT restorer -> its ablation rows, each with its restoration key per dataset.
+AblationKeys = dict[str, list[tuple[AblationRow, dict[str, str]]]]
 
 
 @dataclass(frozen=True)
@@ -64,27 +70,16 @@ def headline_metrics(root: str, selection: Selection) -> dict[str, str]:
 
 
 def seed_scores(
-    root: str,
-    eta: float,
-    selection: Selection,
-    dit_steps: int | None = None,
-    sampling: DitSampling = SINGLE_DRAW,
+    root: str, eta: float, selection: Selection, dit_keys: DitKeys
 ) -> dict[tuple[str, str, str], dict[int, float]]:
     """(restorer, dataset, missing type) -> {seed: headline metric} at eta, of the selected evaluations.
 
     When one (restorer, dataset, type, seed) was evaluated more than once, its latest run counts.
-    Of the DiT variants only the reference counts: gating, both stages, S = `dit_steps` (None:
-    the most evaluated S), sampled as `sampling` says; of `dit-paper`'s, S = `dit_steps` (None:
-    the paper's 50) sampled as the paper does. Another restorer evaluated in several
-    variants (`knn` with two k, say) gets a row per variant, named by it: one cell averaging
-    both variants' seeds would mix two restorers.
+    Of each DiT restorer's evaluations only those of its `dit_keys` key count. Another restorer
+    evaluated in several variants (`knn` with two k, say) gets a row per variant, named by it:
+    one cell averaging both variants' seeds would mix two restorers.
     """
     by_variant: dict[tuple[str, str, str, str], dict[int, float]] = defaultdict(dict)
-    paper_restore = paper_method(PipelineConfig())[1]
-    references = {  # each DiT row's evaluations: `dit` as the config samples, `dit-paper` as the paper does
-        "dit": (reference_steps(root, selection, dit_steps, sampling), sampling),
-        "dit-paper": (dit_steps or paper_restore.steps, DitSampling.from_settings(paper_restore)),
-    }
     for dataset, metric in headline_metrics(root, selection).items():
         where, parameters = selection.where(dataset)
         _, rows = query(
@@ -98,12 +93,8 @@ def seed_scores(
             [*parameters, metric, eta],
         )
         for restorer, variant, missing_type, seed, value in rows:
-            if (
-                restorer in references
-                and (variant or "").startswith("dit-")
-                and not is_reference(variant, *references[restorer])
-            ):
-                continue  # other DiT variants (ablations, K-draw averages, other solvers) are not Table 1
+            if restorer in DIT_RESTORERS and variant != dit_keys.get((restorer, dataset)):
+                continue  # other DiTs (ablations, K-draw averages, other solvers) are not Table 1
             by_variant[(restorer, variant or restorer, dataset, missing_type)][seed] = value
     variants: dict[str, set[str]] = defaultdict(set)
     for restorer, variant, _, _ in by_variant:
@@ -120,14 +111,10 @@ def _cell(values: list[float]) -> Cell:
 
 
 def benchmark_cells(
-    root: str,
-    eta: float,
-    selection: Selection,
-    dit_steps: int | None = None,
-    sampling: DitSampling = SINGLE_DRAW,
+    root: str, eta: float, selection: Selection, dit_keys: DitKeys
 ) -> dict[tuple[str, str, str], Cell]:
     """(restorer, dataset, missing type) -> mean/std over seeds of the headline metric at eta."""
-    return _cells(seed_scores(root, eta, selection, dit_steps, sampling))
+    return _cells(seed_scores(root, eta, selection, dit_keys))
 
 
 def _cells(scores: dict[tuple[str, str, str], dict[int, float]]) -> dict[tuple[str, str, str], Cell]:
@@ -200,14 +187,11 @@ def _gap_text(gap: float, seeds: int, cell: Cell | None) -> str:
 
 
 def benchmark_tables(
-    root: str,
-    eta: float,
-    selection: Selection,
-    dit_steps: int | None = None,
-    sampling: DitSampling = SINGLE_DRAW,
+    root: str, eta: float, selection: Selection, dit_keys: DitKeys, ablations: AblationKeys | None = None
 ) -> tuple[str, str]:
-    """(Markdown, CSV) of the Table-1-shaped benchmark and the gap-closed table at `eta`."""
-    scores = seed_scores(root, eta, selection, dit_steps, sampling)
+    """(Markdown, CSV) of the Table-1-shaped benchmark, the gap-closed and paired tables at `eta`,
+    and the ablation tables of `ablations` where their rows were evaluated."""
+    scores = seed_scores(root, eta, selection, dit_keys)
     cells = _cells(scores)
     paired, gaps = paired_with_zero(scores), gaps_closed(scores)
     columns, restorers = _columns(cells), _restorers(cells)
@@ -247,9 +231,51 @@ def benchmark_tables(
         gap_lines.append(f"| {restorer} | " + " | ".join(gap_row) + " |")
         if restorer != "zero":
             paired_lines.append(f"| {restorer} | " + " | ".join(paired_row) + " |")
-    steps = reference_steps(root, selection, dit_steps, sampling)
-    ablations = ablation_tables(root, eta, selection, metrics, columns, steps, sampling)
-    return "\n".join(lines + gap_lines + paired_lines) + "\n" + ablations, sink.getvalue()
+    markdown = "\n".join(lines + gap_lines + paired_lines) + "\n"
+    for restorer, rows in (ablations or {}).items():
+        markdown += ablation_markdown(
+            restorer, [row for row, _ in rows], _row_scores(root, eta, selection, restorer, dict(rows)),
+            columns, header, _row_timing(root, selection, dict(rows)),
+        )  # fmt: skip
+    return markdown, sink.getvalue()
+
+
+def _row_scores(root: str, eta: float, selection: Selection, restorer: str,
+                keys: dict[AblationRow, dict[str, str]]) -> Callable[[AblationRow], Scores]:  # fmt: skip
+    """An ablation row's evaluations at eta: (dataset, missing type) -> {seed: headline metric}."""
+    metrics = headline_metrics(root, selection)
+
+    def scores(row: AblationRow) -> Scores:
+        found: Scores = defaultdict(dict)
+        for dataset, key in keys[row].items():
+            if dataset not in metrics:
+                continue
+            where, parameters = selection.where(dataset)
+            _, rows = query(
+                root,
+                f"""SELECT missing_type, seed, arg_max(value, timestamp) FROM metrics
+                   WHERE {where} AND restorer = ? AND variant = ? AND metric = ? AND abs(eta - ?) < 1e-9
+                   GROUP BY missing_type, seed""",
+                [*parameters, restorer, key, metrics[dataset], eta],
+            )
+            for missing_type, seed, value in rows:
+                found[(dataset, missing_type)][seed] = value
+        return dict(found)
+
+    return scores
+
+
+def _row_timing(root: str, selection: Selection,
+                keys: dict[AblationRow, dict[str, str]]) -> Callable[[AblationRow], float | None]:  # fmt: skip
+    """An ablation row's sampling milliseconds per sample, averaged over the datasets that have one."""
+    encoders = dict(selection.encoders)
+
+    def timing(row: AblationRow) -> float | None:
+        known = [ms for dataset, key in keys[row].items() if dataset in encoders
+                 if (ms := sampling_ms_per_sample(root, dataset, encoders[dataset], key)) is not None]  # fmt: skip
+        return float(np.mean(known)) if known else None
+
+    return timing
 
 
 def evaluated_missing_rates(root: str, selection: Selection) -> list[float]:
@@ -267,12 +293,10 @@ def _local_folder(root: str) -> Path:
     return Path(root.removeprefix("file://"))
 
 
-def table_restorations(
-    root: str, eta: float, selection: Selection, steps: int | None, sampling: DitSampling
-) -> list[dict]:
-    """Manifests (with their folder) of the stored restorations of the table's DiT at `eta`:
-    the reference DiT of the selected evaluations (so not another release's or config's, which
-    the store may also hold), of the selected encoders; local stores only."""
+def table_restorations(root: str, eta: float, selection: Selection, dit_keys: DitKeys) -> list[dict]:
+    """Manifests (with their folder) of the stored restorations of the table's `dit` at `eta`
+    (its key, so not another release's, config's or ablation's, which the store may also hold),
+    of the selected encoders; local stores only."""
     folder = _local_folder(root)
     where, parameters = selection.where()
     _, rows = query(
@@ -280,7 +304,7 @@ def table_restorations(
         f"SELECT DISTINCT dataset, variant FROM metrics WHERE restorer = 'dit' AND {where} AND abs(eta - ?) < 1e-9",
         [*parameters, eta],
     )
-    evaluated = {(dataset, key) for dataset, key in rows if is_reference(key, steps, sampling)}
+    evaluated = {(dataset, key) for dataset, key in rows if key == dit_keys.get(("dit", dataset))}
     encoders = dict(selection.encoders)
     found = []
     for path in sorted(folder.glob("restorations/*/*/*/*/manifest.json")):
@@ -295,7 +319,7 @@ def table_restorations(
 
 
 def robustness_curves(
-    root: str, selection: Selection, steps: int | None, sampling: DitSampling
+    root: str, selection: Selection, dit_keys: DitKeys
 ) -> dict[tuple[str, str], dict[str, list[tuple[float, float]]]]:
     """(dataset, missing type) -> table row -> [(eta, seed mean)] over the evaluated missing
     rates: the benchmark table's rows, so no DiT ablation variant is averaged into `dit`."""
@@ -303,21 +327,61 @@ def robustness_curves(
         lambda: defaultdict(list)
     )
     for eta in evaluated_missing_rates(root, selection):
-        for (row, dataset, missing_type), cell in benchmark_cells(
-            root, eta, selection, steps, sampling
-        ).items():
+        for (row, dataset, missing_type), cell in benchmark_cells(root, eta, selection, dit_keys).items():
             curves[(dataset, missing_type)][row].append((eta, cell.mean))
     return curves
 
 
-def _robustness_figures(
-    root: str, out: Path, selection: Selection, steps: int | None, sampling: DitSampling
-) -> list[Path]:
+def robustness_markdown(root: str, selection: Selection, dit_keys: DitKeys) -> str:
+    """Figure 5 as a table: each restorer's seed mean per missing rate, per (dataset, missing
+    type), and a line per DiT row for the paper's claim that the restorer's score falls less
+    from the lowest to the highest rate than the baselines' (paired by seed). Empty with one rate."""
+    rates = evaluated_missing_rates(root, selection)
+    if len(rates) < 2:
+        return ""
+    by_rate = {eta: seed_scores(root, eta, selection, dit_keys) for eta in rates}
+    low, high = rates[0], rates[-1]
+    metrics = headline_metrics(root, selection)
+    cells = sorted({(dataset, missing) for scores in by_rate.values() for _, dataset, missing in scores},
+                   key=lambda pair: (pair[0], MISSING_ORDER.index(pair[1])))  # fmt: skip
+    lines = [f"## Robustness (Figure 5): {', '.join(sorted(set(metrics.values())))} x 100, mean over seeds"]
+    for dataset, missing in cells:
+        restorers = _restorers({key: Cell(0, 0, 0) for scores in by_rate.values() for key in scores
+                                if key[1:] == (dataset, missing)})  # fmt: skip
+        lines += ["", f"### {dataset}, missing {missing}", "",
+                  "| restorer | " + " | ".join(f"eta {eta:g}" for eta in rates) + " |", "|---" * (len(rates) + 1) + "|"]  # fmt: skip
+        for restorer in restorers:
+            values = [by_rate[eta].get((restorer, dataset, missing), {}) for eta in rates]
+            lines.append(f"| {restorer} | " + " | ".join(f"{100 * np.mean(list(v.values())):.2f}" if v else "—"
+                                                         for v in values) + " |")  # fmt: skip
+        lines.append("")
+        for dit in (name for name in DIT_RESTORERS if name in restorers):
+            for baseline in (name for name in ("zero", "mean") if name in restorers):
+                drops = {name: _drops(by_rate, name, dataset, missing, low, high) for name in (dit, baseline)}
+                common = sorted(set(drops[dit]) & set(drops[baseline]))
+                if not common:
+                    continue
+                gained = [drops[baseline][seed] - drops[dit][seed] for seed in common]
+                spread = f" ± {100 * np.std(gained, ddof=1):.2f}" if len(gained) > 1 else ""
+                lines.append(
+                    f"- {dit} falls less than {baseline} from eta {low:g} to {high:g} (Figure 5): "
+                    f"{baseline}'s fall minus {dit}'s {100 * np.mean(gained):+z.2f}{spread} ({verdict(gained)})"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def _drops(by_rate: dict[float, dict[tuple[str, str, str], dict[int, float]]], restorer: str, dataset: str,
+           missing: str, low: float, high: float) -> dict[int, float]:  # fmt: skip
+    """Seed -> the restorer's score at `low` minus at `high`."""
+    at_low = by_rate[low].get((restorer, dataset, missing), {})
+    at_high = by_rate[high].get((restorer, dataset, missing), {})
+    return {seed: at_low[seed] - at_high[seed] for seed in set(at_low) & set(at_high)}
+
+
+def _robustness_figures(root: str, out: Path, selection: Selection, dit_keys: DitKeys) -> list[Path]:
     metrics = headline_metrics(root, selection)
     paths = []
-    for (dataset, missing_type), by_restorer in sorted(
-        robustness_curves(root, selection, steps, sampling).items()
-    ):
+    for (dataset, missing_type), by_restorer in sorted(robustness_curves(root, selection, dit_keys).items()):
         path = out / f"robustness-{dataset}-{missing_type}.png"
         metric = metrics[dataset]
         plots.robustness_plot(
@@ -391,12 +455,7 @@ def _gate_figure(root: str, restoration: dict, out: Path) -> list[Path]:
 
 
 def report_figures(
-    root: str,
-    eta: float,
-    selection: Selection,
-    dit_steps: int | None = None,
-    sampling: DitSampling = SINGLE_DRAW,
-    reports: str = "reports",
+    root: str, eta: float, selection: Selection, dit_keys: DitKeys, reports: str = "reports"
 ) -> list[Path]:
     """Every figure the selected results and their restorations allow, under {root}/{reports}/.
 
@@ -409,16 +468,15 @@ def report_figures(
     out = folder / reports
     out.mkdir(parents=True, exist_ok=True)
     evaluations = sorted(path.name for path in (folder / "results" / "metrics").glob("*.parquet"))
-    steps = reference_steps(root, selection, dit_steps, sampling)
-    inputs = content_id(evaluations, eta, selection, steps, sampling, code_version())
+    inputs = content_id(evaluations, eta, selection, sorted(dit_keys.items()), code_version())
     index = out / f"figures-eta{eta:.2f}.json"
     if index.exists():
         drawn = json.loads(index.read_text())
         paths = [Path(path) for path in drawn["paths"]]
         if drawn["inputs"] == inputs and all(path.exists() for path in paths):
             return paths
-    paths = _robustness_figures(root, out, selection, steps, sampling)
-    restorations = table_restorations(root, eta, selection, steps, sampling)
+    paths = _robustness_figures(root, out, selection, dit_keys)
+    restorations = table_restorations(root, eta, selection, dit_keys)
     for restoration in {(r["dataset"], r["missing_type"]): r for r in restorations}.values():
         paths += _feature_figures(root, restoration, out)
     if restorations:

@@ -39,7 +39,13 @@ from pipeline.restorers import (
     mean_cosine,
     missing_and_available,
 )
-from pipeline.training.restorer import TrainConfig, TrainResult, load_restorer_models, train_restorer
+from pipeline.training.restorer import (
+    TrainConfig,
+    TrainResult,
+    load_restorer_models,
+    train_restorer,
+    training_pairs,
+)
 from pipeline.version import code_version
 from stores.feature_store import FeatureStore
 from stores.fs import exists, read_parquet, write_parquet
@@ -220,7 +226,8 @@ def build_restorer(
             loaded.models, config.diffusion, steps=settings.steps, sampler=settings.sampler,
             batch_size=settings.batch_size, device=device, seed=settings.seed,
             clip_x0=loaded.x0_range if settings.clip_x0 else None, n_samples=settings.samples,
-            temperature=settings.temperature, corpus=corpus, retrieved=config.dit.retrieved,
+            temperature=settings.temperature, corpus=training_pairs(*corpus, config) if corpus else None,
+            retrieved=config.dit.retrieved,
         )  # fmt: skip
     if not settings.recentre:
         return restorer

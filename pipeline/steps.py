@@ -12,12 +12,15 @@ import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from pipeline.config import PipelineConfig, load_config, overridden, restorer_settings
-from pipeline.config import training_config as config_training
+if TYPE_CHECKING:
+    from pipeline.reporting import AblationKeys
+
+from pipeline.ablations import NO_CHANGE, DitChange, ablation_rows
+from pipeline.config import PipelineConfig, load_config, restorer_settings
 from pipeline.data.adapter import DatasetAdapter
 from pipeline.data.demo import DEMO_DATASETS
 from pipeline.data.registry import configured_adapter, corpus_dataset, downstream, expand
@@ -35,7 +38,8 @@ log = logging.getLogger(__name__)
 
 
 class RunSpec(BaseModel):
-    """What every step of one benchmark shares: the store, the encoder and the config preset."""
+    """What every step of one benchmark shares: the store, the encoder and the config preset, and
+    what an ablation changes in the DiT restorers."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -45,6 +49,7 @@ class RunSpec(BaseModel):
     config: str | None = None
     device: str = "cpu"
     recentre: bool | None = None  # None: the config's
+    change: DitChange = NO_CHANGE  # to both DiT restorers' training and sampling
 
     def settings(self) -> PipelineConfig:
         return load_config(self.config, self.recentre)
@@ -103,14 +108,13 @@ def extract_shards(spec: RunSpec, dataset: str, shards: list[int]) -> int:
     return len(rows)
 
 
-def train_restorer(spec: RunSpec, corpus: str, encoder_id: str, restorer: str = "dit", variant: str | None = None,
-                   stages: int | None = None) -> dict[str, Any]:  # fmt: skip
+def train_restorer(spec: RunSpec, corpus: str, encoder_id: str, restorer: str = "dit") -> dict[str, Any]:
     """Train (or resume, or find) DiT restorer `restorer`'s pair on the corpus features: its id
     and what was done."""
     from pipeline.restoration import train
 
-    trained, result = train(spec.store, corpus, encoder_id, training_config(spec, restorer, variant, stages),
-                            device=spec.device, progress=True)  # fmt: skip
+    trained, result = train(spec.store, corpus, encoder_id, training_config(spec, restorer), device=spec.device,
+                            progress=True)  # fmt: skip
     if result is None:
         return {"restorer_id": trained.restorer_id, "trained_now": False}
     log.info("restorer %s: steps %d -> %d in %.1f s", trained.restorer_id, result.resumed_from,
@@ -119,9 +123,9 @@ def train_restorer(spec: RunSpec, corpus: str, encoder_id: str, restorer: str = 
             "steps": result.steps, "seconds": result.seconds}  # fmt: skip
 
 
-def training_config(spec: RunSpec, restorer: str, variant: str | None, stages: int | None) -> TrainConfig:
-    """DiT restorer `restorer`'s training config of this run, with the gating variant and stages set."""
-    return config_training(spec.settings(), variant, stages, restorer=restorer)
+def training_config(spec: RunSpec, restorer: str) -> TrainConfig:
+    """DiT restorer `restorer`'s training config in this run: the config's, changed as the spec says."""
+    return spec.change.training(restorer_settings(spec.settings(), restorer)[0])
 
 
 def distinct_restorers(spec: RunSpec, restorers: list[str]) -> list[str]:
@@ -135,7 +139,7 @@ def distinct_restorers(spec: RunSpec, restorers: list[str]) -> list[str]:
     return [name for name in restorers if name != "dit"]
 
 
-def check_feature_width(spec: RunSpec, restorers: list[str], variant: str | None, stages: int | None) -> None:
+def check_feature_width(spec: RunSpec, restorers: list[str]) -> None:
     """Each DiT's tokens divide the encoder's feature width: one line now, not at the first step."""
     from pipeline.encoders.frozen import EncoderConfig
     from pipeline.models.dit import with_feature_dim
@@ -143,7 +147,7 @@ def check_feature_width(spec: RunSpec, restorers: list[str], variant: str | None
 
     width = EncoderConfig(model=spec.model, pretrained=spec.pretrained).embed_dim
     for restorer in set(restorers) & set(DIT_RESTORERS):
-        with_feature_dim(training_config(spec, restorer, variant, stages).dit, width)
+        with_feature_dim(training_config(spec, restorer).dit, width)
 
 
 def check_choices(restorers: list[str], missing_types: list[str], missing_rates: list[float]) -> None:
@@ -163,8 +167,7 @@ def check_choices(restorers: list[str], missing_types: list[str], missing_rates:
 
 
 def check_run(spec: RunSpec, datasets: list[str], corpus: str, restorers: list[str], missing_types: list[str],
-              missing_rates: list[float], sampling_steps: int | None, variant: str | None,
-              stages: int | None, roots: Mapping[str, str] | None = None,
+              missing_rates: list[float], roots: Mapping[str, str] | None = None,
               corpus_root: str | None = None) -> None:  # fmt: skip
     """Every choice of a run, checked before any step: a bad one fails in one line now, not after
     extraction or training (and, from the command line, before Prefect's server starts)."""
@@ -172,9 +175,7 @@ def check_run(spec: RunSpec, datasets: list[str], corpus: str, restorers: list[s
     names = downstream(datasets)
     corpus_name = corpus_dataset(corpus)
     expand(corpus_name)
-    for restorer in restorers:
-        restore_settings(spec, restorer, sampling_steps)
-    check_feature_width(spec, restorers, variant, stages)
+    check_feature_width(spec, restorers)
     # Each adapter as extraction will build it: a missing --root, a layout file that is not there
     # or an option value out of range shows now, not after the demo encoder's minutes of warm-up.
     settings = spec.settings()
@@ -194,48 +195,54 @@ def check_run(spec: RunSpec, datasets: list[str], corpus: str, restorers: list[s
     configured_adapter(corpus_name, corpus_root, settings)
 
 
-def restore_settings(spec: RunSpec, restorer: str, steps: int | None = None) -> RestoreSettings:
+def restore_settings(spec: RunSpec, restorer: str) -> RestoreSettings:
     """How `restorer` restores in this run: `dit-paper` samples as the paper does, every other
-    restorer as the config says; `steps` sets S of either DiT."""
-    return overridden(restorer_settings(spec.settings(), restorer)[1], steps=steps)
+    restorer as the config says; a DiT changed as the spec says."""
+    return spec.change.sampling(restorer_settings(spec.settings(), restorer)[1])
 
 
 def restore(spec: RunSpec, dataset: str, encoder_id: str, restorer: str, eta: float,
-            missing_type: MissingType, seed: int, corpus: str, variant: str | None = None,
-            stages: int | None = None, steps: int | None = None) -> dict[str, Any]:  # fmt: skip
+            missing_type: MissingType, seed: int, corpus: str) -> dict[str, Any]:  # fmt: skip
     """Fill the masked modalities of `dataset` with `restorer`; returns the restoration's manifest."""
     from pipeline.restoration import restore as run_restore
 
-    trained = _trained(spec, restorer, corpus, encoder_id, variant, stages)
+    trained = _trained(spec, restorer, corpus, encoder_id)
     if trained is not None and not trained.is_complete():
         raise RuntimeError(f"restorer {trained.restorer_id} is not trained: run train-restorer first")
     result = run_restore(spec.store, dataset, encoder_id, restorer, eta, missing_type, seed,
-                         restore_settings(spec, restorer, steps), corpus=corpus, trained=trained,
+                         restore_settings(spec, restorer), corpus=corpus, trained=trained,
                          device=spec.device)  # fmt: skip
     return {**result.manifest, "cached": result.cached}
 
 
-def _trained(spec: RunSpec, restorer: str, corpus: str, encoder_id: str, variant: str | None,
-             stages: int | None) -> RestorerStore | None:  # fmt: skip
+def _trained(spec: RunSpec, restorer: str, corpus: str, encoder_id: str) -> RestorerStore | None:
     """The DiT checkpoints a `dit` or `dit-paper` restoration samples from (None for other restorers)."""
     from pipeline.restorers import DIT_RESTORERS
 
     if restorer not in DIT_RESTORERS:
         return None
-    return restorer_store(spec.store, corpus, encoder_id, training_config(spec, restorer, variant, stages))
+    return restorer_store(spec.store, corpus, encoder_id, training_config(spec, restorer))
+
+
+def restoration_key(spec: RunSpec, restorer: str, corpus: str, encoder_id: str) -> str:
+    """The key of `restorer`'s restorations in this run (what the results' `variant` column holds)."""
+    from pipeline.restoration import corpus_label, restorer_key
+
+    fitted_on = corpus_label(spec.store, corpus, encoder_id) if restorer in ("knn", "regression") else None
+    trained = _trained(spec, restorer, corpus, encoder_id)
+    return restorer_key(restorer, restore_settings(spec, restorer), trained, fitted_on)
 
 
 def restoration_stored(spec: RunSpec, dataset: str, encoder_id: str, restorer: str, eta: float,
-                       missing_type: MissingType, seed: int, corpus: str, variant: str | None = None,
-                       stages: int | None = None, steps: int | None = None) -> bool:  # fmt: skip
+                       missing_type: MissingType, seed: int, corpus: str) -> bool:  # fmt: skip
     """Whether `restore` with these arguments would find its restoration in the store, made from
     the features the store holds now."""
     from pipeline.restoration import restoration_output
     from stores.feature_store import FeatureStore
 
-    trained = _trained(spec, restorer, corpus, encoder_id, variant, stages)
+    trained = _trained(spec, restorer, corpus, encoder_id)
     output = restoration_output(spec.store, dataset, encoder_id, restorer, eta, missing_type, seed,
-                                restore_settings(spec, restorer, steps), trained, corpus)  # fmt: skip
+                                restore_settings(spec, restorer), trained, corpus)  # fmt: skip
     features = FeatureStore(spec.store, dataset, encoder_id).manifest()
     return features is not None and output.finished(features["dataset_fingerprint"]) is not None
 
@@ -279,51 +286,82 @@ def evaluate(spec: RunSpec, restoration: dict[str, Any], in_process: bool = Fals
             "best_epoch": result.best_epoch}  # fmt: skip
 
 
-def report_folder(config: str | None, recentre: bool | None = None, dit_steps: int | None = None) -> str:
+def report_folder(spec: RunSpec) -> str:
     """Where a report goes under the store: `reports` for the default selection; another config,
     a `--recentre/--no-recentre` or a `--steps` that differs from the config's own gets a folder
     of its own (`reports/paper`, `reports/zero-shot`, `reports/paper-S50`), so that reports of
     other selections of one store never overwrite each other's tables and figures."""
-    restore = load_config(config).restore
+    restore = load_config(spec.config).restore
+    config = spec.config
     parts = (
         [] if config in (None, "demo") else [re.sub(r"[^a-z0-9]+", "-", Path(config).stem.lower()).strip("-")]
     )
-    if recentre is not None and recentre != restore.recentre:
-        parts.append("recentred" if recentre else "zero-shot")
-    if dit_steps is not None and dit_steps != restore.steps:
-        parts.append(f"S{dit_steps}")
+    if spec.recentre is not None and spec.recentre != restore.recentre:
+        parts.append("recentred" if spec.recentre else "zero-shot")
+    if spec.change.steps is not None and spec.change.steps != restore.steps:
+        parts.append(f"S{spec.change.steps}")
     return f"reports/{'-'.join(parts)}" if parts else "reports"
 
 
-def write_report(
-    store: str,
-    missing_rate: float | None = None,
-    dit_steps: int | None = None,
-    config: str | None = None,
-    encoder_id: str | None = None,
-    recentre: bool | None = None,
-) -> dict[str, Any]:
+def _trained_on(spec: RunSpec, corpus: str, encoder_id: str) -> bool:
+    from stores.feature_store import FeatureStore
+
+    return FeatureStore(spec.store, corpus, encoder_id).manifest() is not None
+
+
+def table_dit_keys(spec: RunSpec, corpus: str, encoders: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """(DiT restorer, dataset) -> the key of its restorations in this run, per (dataset, encoder)
+    of `encoders` whose corpus features exist (a DiT trained on `corpus` could restore them)."""
+    from pipeline.restorers import DIT_RESTORERS
+
+    return {(restorer, dataset): restoration_key(spec, restorer, corpus, encoder_id)
+            for dataset, encoder_id in encoders if _trained_on(spec, corpus, encoder_id)
+            for restorer in distinct_restorers(spec, list(DIT_RESTORERS))}  # fmt: skip
+
+
+def ablation_keys(spec: RunSpec, corpus: str, encoders: list[tuple[str, str]]) -> AblationKeys:
+    """Each DiT restorer's ablation rows of this run, with their restoration keys per dataset."""
+    from pipeline.restorers import DIT_RESTORERS
+
+    found: AblationKeys = {}
+    for restorer in distinct_restorers(spec, list(DIT_RESTORERS)):
+        train, restore = restorer_settings(spec.settings(), restorer)
+        rows = []
+        for row in ablation_rows(spec.change.training(train), spec.change.sampling(restore)):
+            changed = spec.model_copy(
+                update={"change": spec.change.model_copy(update=row.change.model_dump(exclude_none=True))}
+            )
+            keys = {dataset: restoration_key(changed, restorer, corpus, encoder_id)
+                    for dataset, encoder_id in encoders if _trained_on(spec, corpus, encoder_id)}  # fmt: skip
+            rows.append((row, keys))
+        found[restorer] = rows
+    return found
+
+
+def write_report(spec: RunSpec, corpus: str, missing_rate: float | None = None,
+                 encoder_id: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Benchmark tables (Markdown + CSV) and figures under `{store}/reports`, per evaluated eta.
 
-    They show this code version's evaluations with `config`'s decoder recipe (a preset name or
-    file; None: the defaults), per dataset of `encoder_id` (None: the encoder of the dataset's
-    newest such evaluation). The table's DiT samples as `config` says, with S = `dit_steps`
-    (None: the config's S, or the most evaluated S when the store has no evaluation at it);
-    other DiT evaluations go to the ablation tables or nowhere.
+    They show this code version's evaluations with the spec's config's decoder recipe, per
+    dataset of `encoder_id` (None: the encoder of the dataset's newest such evaluation). Its DiT
+    rows are the DiTs trained on `corpus` and sampled as the spec says; the DiTs of the paper's
+    ablations fill the ablation tables, and other DiT evaluations go nowhere.
     """
-    from pipeline.ablations import DitSampling
-    from pipeline.reporting import benchmark_tables, evaluated_missing_rates, report_figures
+    from pipeline.reporting import (
+        benchmark_tables,
+        evaluated_missing_rates,
+        report_figures,
+        robustness_markdown,
+    )
     from pipeline.selection import select_results
     from stores.fs import is_local, join, write_bytes_atomic
 
-    settings = load_config(config, recentre)
-    restore, steps = settings.restore, dit_steps or settings.restore.steps
-    sampling = DitSampling.from_settings(restore)
+    store, settings = spec.store, spec.settings()
     selection = select_results(store, settings.decoder.recipe_id(), encoder_id)
     if not selection.encoders:
         raise StoreMismatchError(
             f"no evaluations in {store} by code version {selection.code_version} with the decoder recipe of "
-            f"--config {config or 'demo'} ({selection.decoder_id})"
+            f"--config {spec.config or 'demo'} ({selection.decoder_id})"
             + (f" and encoder {encoder_id}" if encoder_id else "")
             + ": evaluate with this code (`mmr-pipeline run` or `evaluate`), or pass the --config they used"
         )
@@ -333,15 +371,21 @@ def write_report(
             f"--missing-rate {missing_rate}: nothing in {store} was evaluated at it; evaluated rates: "
             f"{', '.join(f'{eta:g}' for eta in evaluated)}"
         )
+    encoders = list(selection.encoders)
+    dit_keys, ablations = table_dit_keys(spec, corpus, encoders), ablation_keys(spec, corpus, encoders)
     rates = [missing_rate] if missing_rate is not None else evaluated
-    tables, files, folder = {}, [], report_folder(config, recentre, dit_steps)
+    tables, files, folder = {}, [], report_folder(spec)
     for eta in rates:
-        markdown, table = benchmark_tables(store, eta, selection, steps, sampling)
+        markdown, table = benchmark_tables(store, eta, selection, dit_keys, ablations)
         stem = join(store, folder, f"benchmark-eta{eta:.2f}")
         write_bytes_atomic(f"{stem}.md", markdown.encode())
         write_bytes_atomic(f"{stem}.csv", table.encode())
         tables[str(eta)] = markdown
         files += [f"{stem}.md", f"{stem}.csv"]
         if is_local(store):
-            files += [str(path) for path in report_figures(store, eta, selection, steps, sampling, folder)]
-    return {"tables": tables, "files": files, "folder": join(store, folder)}
+            files += [str(path) for path in report_figures(store, eta, selection, dit_keys, folder)]
+    robustness = robustness_markdown(store, selection, dit_keys)
+    if robustness:
+        write_bytes_atomic(join(store, folder, "robustness.md"), robustness.encode())
+        files.append(join(store, folder, "robustness.md"))
+    return {"tables": tables, "robustness": robustness, "files": files, "folder": join(store, folder)}

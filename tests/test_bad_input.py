@@ -295,7 +295,7 @@ def test_check_run_builds_each_adapter_from_its_root_and_options(tmp_path: Path)
     """What the flows check before their first step: a good raw root passes, a wrong one and a
     corpus option out of range are refused naming what to fix."""
     _write_layout(tmp_path / "raw")
-    choices = (["zero"], ["image"], [0.7], None, None, None)
+    choices = (["zero"], ["image"], [0.7])
     spec = RunSpec(store=str(tmp_path / "store"))
     check_run(spec, ["jsonl"], "demo", *choices, roots={"jsonl": str(tmp_path / "raw")})
     with pytest.raises(DatasetLayoutError, match=f"no meta.json under {tmp_path}"):

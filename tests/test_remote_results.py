@@ -16,7 +16,7 @@ from pipeline.config import load_config
 from pipeline.errors import StoreMismatchError
 from pipeline.reporting import report_figures
 from pipeline.selection import select_results
-from pipeline.steps import write_report
+from pipeline.steps import RunSpec, write_report
 from pipeline.version import code_version
 from stores.fs import join, list_names, read_bytes, remove, write_json_atomic
 from stores.results_store import append_metrics, query
@@ -83,7 +83,7 @@ def test_the_report_tables_are_written_to_a_remote_store(store: str, tmp_path: P
     _evaluate(store, "zero", [0.40, 0.42])
     _evaluate(store, "dit", [0.50, 0.54])
     _evaluate(store, "oracle", [0.60, 0.60])
-    written = write_report(store, 0.7)
+    written = write_report(RunSpec(store=store), "demo-corpus", 0.7)
     markdown = written["tables"]["0.7"]
     assert "| dit | 52.00 ± 2.83 |" in markdown and "| zero | 41.00 ± 1.41 |" in markdown
     stem = join(store, "reports", "benchmark-eta0.70")
@@ -115,5 +115,5 @@ def test_a_recentred_dit_reads_the_timings_of_the_rows_it_shares(store: str) -> 
 def test_figures_refuse_a_remote_store_instead_of_drawing_nothing_locally(store: str, tmp_path: Path) -> None:
     _evaluate(store, "zero", [0.4])
     with pytest.raises(ValueError, match="local stores only"):
-        report_figures(store, 0.7, select_results(store, RECIPE))
+        report_figures(store, 0.7, select_results(store, RECIPE), {})
     assert list(tmp_path.iterdir()) == []

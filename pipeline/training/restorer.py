@@ -64,6 +64,10 @@ class TrainConfig(BaseModel):
     # a stage-2 step three times a stage-1 step when they see the whole batch.
     mutual_rows: int | None = Field(None, ge=1)
     mutual_timesteps: MutualTimesteps = "batch"
+    # The share of the corpus pairs trained on (and retrieved from): a fixed random subset, for
+    # the corpus-size ablation (the paper's Table 3). The steps stay those of the whole corpus,
+    # so that only the data differs.
+    corpus_fraction: float = Field(1.0, gt=0, le=1)
     seed: int = 0
     checkpoint_every: int = Field(200, ge=1)
 
@@ -76,6 +80,17 @@ class TrainConfig(BaseModel):
 
     def stage2_start(self, n_pairs: int) -> int:
         return round(self.stage1_epochs * self.steps_per_epoch(n_pairs)) if self.stages == 2 else 1 << 62
+
+
+def training_pairs(
+    images: np.ndarray, texts: np.ndarray, config: TrainConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """The corpus pairs `config` trains on: all of them, or its `corpus_fraction`, drawn by its seed."""
+    if config.corpus_fraction == 1:
+        return images, texts
+    kept = np.random.default_rng(config.seed).permutation(len(images))[: round(config.corpus_fraction * len(images))]
+    kept.sort()
+    return images[kept], texts[kept]
 
 
 @dataclass
@@ -145,6 +160,9 @@ def train_restorer(
     """
     device = torch.device(device)
     started = time.perf_counter()
+    # Steps are those of the whole corpus, whatever share of it trains.
+    total, stage2_from = config.total_steps(len(image_features)), config.stage2_start(len(image_features))
+    image_features, text_features = training_pairs(image_features, text_features, config)
     images = to_diffusion_space(torch.from_numpy(np.ascontiguousarray(image_features, np.float32))).to(device)
     texts = to_diffusion_space(torch.from_numpy(np.ascontiguousarray(text_features, np.float32))).to(device)
     if config.dit.dim != images.shape[1]:
@@ -153,8 +171,6 @@ def train_restorer(
             "build it with restoration.resolved_training(), which reads the width off the feature store"
         )
     n_pairs = images.shape[0]
-    total = config.total_steps(n_pairs)
-    stage2_from = config.stage2_start(n_pairs)
     # The largest coordinate each direction's target takes in training (diffusion space): a
     # sampler that clips its x0 estimate clips to it, so no feature like a trained one is altered.
     x0_range = {"i2t": float(texts.abs().max()), "t2i": float(images.abs().max())}
