@@ -179,6 +179,12 @@ def check_run(spec: RunSpec, datasets: list[str], corpus: str, restorers: list[s
     # Each adapter as extraction will build it: a missing --root, a layout file that is not there
     # or an option value out of range shows now, not after the demo encoder's minutes of warm-up.
     settings = spec.settings()
+    strays = sorted(set(roots or {}) - set(names))
+    if strays:
+        raise DatasetLayoutError(
+            f"--root {strays[0]}={(roots or {})[strays[0]]}: {strays[0]} is not a dataset of this run "
+            f"({', '.join(names)}): fix the name, or add it to --dataset (a flow: roots and datasets)"
+        )
     for name in names:
         root = (roots or {}).get(name)
         if root is None and name not in DEMO_DATASETS:

@@ -207,6 +207,11 @@ def test_a_restorer_directory_path_names_its_store_and_id_or_is_refused() -> Non
             ["run", "--dataset", "hatememes", "--root", "hatememes=/nonexistent-mmr"],
             "no img under /nonexistent-mmr",
         ),
+        # A mistyped name was ignored, and the run went on with the demo's datasets.
+        (
+            ["run", "--root", "mmimbd=/data/mmimdb"],
+            "--root mmimbd=/data/mmimdb: mmimbd is not a dataset of this run (demo-cls, demo-tags): fix the name",
+        ),
         # train: a typo named the config field, after the encoder warm-up and the corpus extraction.
         (["train", "--variant", "bogus"], "--variant 'bogus': choose one of gating, adaln, concat, none"),
     ],
