@@ -15,15 +15,14 @@ from prefect.futures import PrefectFuture, as_completed
 
 from flows import tasks
 from pipeline import steps
-from pipeline.ablations import NO_CHANGE, ROBUSTNESS_RATES, DitChange, ablation_rows, dit_change
-from pipeline.config import restorer_settings
+from pipeline.ablations import NO_CHANGE, ROBUSTNESS_RATES, DitChange, dit_change
 from pipeline.data.registry import corpus_dataset, downstream, expand
 from pipeline.errors import ConfigError
 from pipeline.masks import MISSING_TYPES
 from pipeline.progress import progress_bar
 from pipeline.restorers import DIT_RESTORERS
 from pipeline.runtime import BENCHMARK_RESTORERS, default_store, resolve_device
-from pipeline.steps import RunSpec, check_run, distinct_restorers
+from pipeline.steps import RunSpec, ablation_specs, check_run, distinct_restorers
 from stores.fs import join
 
 
@@ -206,17 +205,12 @@ def run_ablations(spec: RunSpec, encoder_id: str, datasets: list[str], restorers
                   corpus: str) -> list[dict[str, Any]]:  # fmt: skip
     """Train and evaluate every changed DiT of the paper's Tables 2 to 5, for each DiT restorer run."""
     evaluations = []
-    settings = spec.settings()
-    for restorer in (name for name in DIT_RESTORERS if name in restorers):
-        train, restore = restorer_settings(settings, restorer)
-        for row in ablation_rows(spec.change.training(train), spec.change.sampling(restore)):
-            if row.change == NO_CHANGE:
-                continue  # the reference: the benchmark's own row
-            change = spec.change.model_copy(update=row.change.model_dump(exclude_none=True))
-            changed = spec.model_copy(update={"change": change})
-            trained = tasks.train_restorer(changed, corpus, encoder_id, restorer)
-            evaluations += evaluate_all(changed, encoder_id, datasets, [restorer], missing_rates, missing_types,
-                                        seeds, corpus, {restorer: trained["restorer_id"]})  # fmt: skip
+    for restorer, row, changed in ablation_specs(spec, restorers):
+        if row.change == NO_CHANGE:
+            continue  # the reference: the benchmark's own row
+        trained = tasks.train_restorer(changed, corpus, encoder_id, restorer)
+        evaluations += evaluate_all(changed, encoder_id, datasets, [restorer], missing_rates, missing_types,
+                                    seeds, corpus, {restorer: trained["restorer_id"]})  # fmt: skip
     return evaluations
 
 

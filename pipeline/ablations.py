@@ -40,13 +40,9 @@ class DitChange(BaseModel):
 
     def training(self, train: TrainConfig) -> TrainConfig:
         """`train` with this change's training values."""
-        dit = {name: value for name, value in (("gating", self.gating), ("depth", self.depth)) if value is not None}
-        update: dict[str, object] = {"dit": train.dit.model_copy(update=dit)}
-        if self.stages is not None:
-            update["stages"] = self.stages
-        if self.corpus_fraction is not None:
-            update["corpus_fraction"] = self.corpus_fraction
-        return TrainConfig.model_validate({**train.model_dump(), **update, "dit": update["dit"]})
+        dit = self.model_dump(include={"gating", "depth"}, exclude_none=True)
+        top = self.model_dump(include={"stages", "corpus_fraction"}, exclude_none=True)
+        return train.model_copy(update={"dit": train.dit.model_copy(update=dit), **top})
 
     def sampling(self, restore: RestoreSettings) -> RestoreSettings:
         return restore if self.steps is None else restore.model_copy(update={"steps": self.steps})

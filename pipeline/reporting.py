@@ -14,7 +14,7 @@ import io
 import json
 import math
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,8 +165,9 @@ def _columns(cells: dict[tuple[str, str, str], Cell]) -> list[tuple[str, str]]:
     return sorted(pairs, key=lambda pair: (pair[0], MISSING_ORDER.index(pair[1])))
 
 
-def _restorers(cells: dict[tuple[str, str, str], Cell]) -> list[str]:
-    present = {restorer for restorer, _, _ in cells}
+def _restorers(keys: Iterable[tuple[str, str, str]]) -> list[str]:
+    """The restorers of (restorer, dataset, missing type) keys, in the tables' order."""
+    present = {restorer for restorer, _, _ in keys}
     return [name for name in RESTORER_NAMES if name in present] + sorted(present - set(RESTORER_NAMES))
 
 
@@ -346,8 +347,8 @@ def robustness_markdown(root: str, selection: Selection, dit_keys: DitKeys) -> s
                    key=lambda pair: (pair[0], MISSING_ORDER.index(pair[1])))  # fmt: skip
     lines = [f"## Robustness (Figure 5): {', '.join(sorted(set(metrics.values())))} x 100, mean over seeds"]
     for dataset, missing in cells:
-        restorers = _restorers({key: Cell(0, 0, 0) for scores in by_rate.values() for key in scores
-                                if key[1:] == (dataset, missing)})  # fmt: skip
+        keys = [key for scores in by_rate.values() for key in scores if key[1:] == (dataset, missing)]
+        restorers = _restorers(keys)
         lines += ["", f"### {dataset}, missing {missing}", "",
                   "| restorer | " + " | ".join(f"eta {eta:g}" for eta in rates) + " |", "|---" * (len(rates) + 1) + "|"]  # fmt: skip
         for restorer in restorers:

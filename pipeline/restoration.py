@@ -306,9 +306,15 @@ def restoration_output(
     settings: RestoreSettings, trained: RestorerStore | None = None, corpus: str | None = None,
 ) -> RestorationStore:  # fmt: skip
     """Where `restore` with these arguments writes (and finds) its restoration."""
-    fitted_on = corpus_label(root, corpus, encoder_id) if corpus and name in ("knn", "regression") else None
-    key = restorer_key(name, settings, trained, fitted_on)
+    key = restoration_key(root, encoder_id, name, settings, trained, corpus)
     return RestorationStore(root, dataset, encoder_id, key, mask_name(eta, missing_type, mask_seed))
+
+
+def restoration_key(root: str, encoder_id: str, name: str, settings: RestoreSettings,
+                    trained: RestorerStore | None = None, corpus: str | None = None) -> str:  # fmt: skip
+    """`restorer_key` of restorer `name`, with the corpus a `knn` or `regression` is fitted on."""
+    fitted_on = corpus_label(root, corpus, encoder_id) if corpus and name in ("knn", "regression") else None
+    return restorer_key(name, settings, trained, fitted_on)
 
 
 def restore(

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 if TYPE_CHECKING:
     from pipeline.reporting import AblationKeys
 
-from pipeline.ablations import NO_CHANGE, DitChange, ablation_rows
+from pipeline.ablations import NO_CHANGE, AblationRow, DitChange, ablation_rows
 from pipeline.config import PipelineConfig, load_config, restorer_settings
 from pipeline.data.adapter import DatasetAdapter
 from pipeline.data.demo import DEMO_DATASETS
@@ -232,11 +232,10 @@ def _trained(spec: RunSpec, restorer: str, corpus: str, encoder_id: str) -> Rest
 
 def restoration_key(spec: RunSpec, restorer: str, corpus: str, encoder_id: str) -> str:
     """The key of `restorer`'s restorations in this run (what the results' `variant` column holds)."""
-    from pipeline.restoration import corpus_label, restorer_key
+    from pipeline.restoration import restoration_key as key_of
 
-    fitted_on = corpus_label(spec.store, corpus, encoder_id) if restorer in ("knn", "regression") else None
     trained = _trained(spec, restorer, corpus, encoder_id)
-    return restorer_key(restorer, restore_settings(spec, restorer), trained, fitted_on)
+    return key_of(spec.store, encoder_id, restorer, restore_settings(spec, restorer), trained, corpus)
 
 
 def restoration_stored(spec: RunSpec, dataset: str, encoder_id: str, restorer: str, eta: float,
@@ -325,22 +324,29 @@ def table_dit_keys(spec: RunSpec, corpus: str, encoders: list[tuple[str, str]]) 
             for restorer in distinct_restorers(spec, list(DIT_RESTORERS))}  # fmt: skip
 
 
+def ablation_specs(spec: RunSpec, restorers: list[str]) -> list[tuple[str, AblationRow, RunSpec]]:
+    """(DiT restorer, ablation row, the run spec that trains and samples it) for each DiT restorer
+    of `restorers` and each row of the paper's ablation tables around it (the reference included)."""
+    from pipeline.restorers import DIT_RESTORERS
+
+    found = []
+    for restorer in (name for name in DIT_RESTORERS if name in restorers):
+        train, restore = restorer_settings(spec.settings(), restorer)
+        for row in ablation_rows(spec.change.training(train), spec.change.sampling(restore)):
+            change = spec.change.model_copy(update=row.change.model_dump(exclude_none=True))
+            found.append((restorer, row, spec.model_copy(update={"change": change})))
+    return found
+
+
 def ablation_keys(spec: RunSpec, corpus: str, encoders: list[tuple[str, str]]) -> AblationKeys:
     """Each DiT restorer's ablation rows of this run, with their restoration keys per dataset."""
     from pipeline.restorers import DIT_RESTORERS
 
     found: AblationKeys = {}
-    for restorer in distinct_restorers(spec, list(DIT_RESTORERS)):
-        train, restore = restorer_settings(spec.settings(), restorer)
-        rows = []
-        for row in ablation_rows(spec.change.training(train), spec.change.sampling(restore)):
-            changed = spec.model_copy(
-                update={"change": spec.change.model_copy(update=row.change.model_dump(exclude_none=True))}
-            )
-            keys = {dataset: restoration_key(changed, restorer, corpus, encoder_id)
-                    for dataset, encoder_id in encoders if _trained_on(spec, corpus, encoder_id)}  # fmt: skip
-            rows.append((row, keys))
-        found[restorer] = rows
+    for restorer, row, changed in ablation_specs(spec, distinct_restorers(spec, list(DIT_RESTORERS))):
+        keys = {dataset: restoration_key(changed, restorer, corpus, encoder_id)
+                for dataset, encoder_id in encoders if _trained_on(spec, corpus, encoder_id)}  # fmt: skip
+        found.setdefault(restorer, []).append((row, keys))
     return found
 
 
